@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+#
+# iser-rs top-level targets. Kbuild rules for the module itself are in ./Kbuild.
+#
+#   make            build ib_iser.ko (installs dependencies and the test kernel if missing)
+#   make check      host unit tests + VM suite; ends with "N passed, N failed"
+#   make demo       boot the VM, soft-RoCE + LIO, log in over iSER, run a short fio
+#   make clippy     the module built under clippy (warnings are errors)
+#   make fmt / fmt-check, make rust-analyzer, make host-test, make kernel, make deps
+#
+# KDIR=<tree> builds against another Rust-enabled kernel tree (see scripts/kbuild.sh).
+# IMPL=c runs the VM tests against the in-tree C ib_iser instead of ours.
+
+# When Kbuild includes this directory's Makefile (it prefers Kbuild, but be safe).
+ifneq ($(KERNELRELEASE),)
+include $(src)/Kbuild
+else
+
+SHELL := /bin/bash
+RUSTFMT ?= rustfmt
+RUST_SRCS = $(shell find rust tests/host/src -name '*.rs' ! -name '*generated*')
+
+.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test check demo clean
+
+all: modules
+
+deps:
+	@scripts/deps.sh
+
+kernel: deps
+	@scripts/kernel.sh build debug
+
+modules: deps
+	@scripts/kbuild.sh modules
+
+clippy: deps
+	@scripts/kbuild.sh modules CLIPPY=1
+
+rust-analyzer: deps
+	@scripts/kbuild.sh rust-analyzer
+
+fmt:
+	@$(RUSTFMT) --edition 2021 --config-path .rustfmt.toml $(RUST_SRCS)
+
+fmt-check:
+	@$(RUSTFMT) --edition 2021 --config-path .rustfmt.toml --check $(RUST_SRCS)
+
+host-test:
+	@cd tests/host && cargo test --quiet
+
+check: deps
+	@scripts/check.sh
+
+demo: deps
+	@scripts/demo.sh
+
+clean:
+	@if kdir=$$(KDIR=$(KDIR) scripts/kbuild.sh kdir 2>/dev/null); then \
+		$(MAKE) -C $$kdir M=$(CURDIR) LLVM=1 clean; fi
+	@rm -rf tests/host/target results
+
+endif

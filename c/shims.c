@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * Module parameters of ib_iser (names, defaults, permissions and descriptions as in the
+ * C driver). Each line is a macro the Rust side cannot write on 6.12; validation is Rust.
+ */
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include "shims.h"
+
+static int iser_rs_debug_level;
+module_param_named(debug_level, iser_rs_debug_level, int, 0644);
+MODULE_PARM_DESC(debug_level, "Enable debug tracing if > 0 (default:disabled)");
+
+static unsigned int iser_rs_max_lun = 512;
+static const struct kernel_param_ops iser_rs_max_lun_ops = {
+	.set = iser_rs_param_set_max_lun,
+	.get = param_get_uint,
+};
+module_param_cb(max_lun, &iser_rs_max_lun_ops, &iser_rs_max_lun, 0444);
+MODULE_PARM_DESC(max_lun, "Max LUNs to allow per session, should > 0 (default:512)");
+
+static unsigned int iser_rs_max_sectors = 1024;
+static const struct kernel_param_ops iser_rs_max_sectors_ops = {
+	.set = iser_rs_param_set_max_sectors,
+	.get = param_get_uint,
+};
+module_param_cb(max_sectors, &iser_rs_max_sectors_ops, &iser_rs_max_sectors, 0644);
+MODULE_PARM_DESC(max_sectors, "Max number of sectors in a single scsi command, should > 0 (default:1024)");
+
+static bool iser_rs_always_register = true;
+module_param_named(always_register, iser_rs_always_register, bool, 0444);
+MODULE_PARM_DESC(always_register, "Always register memory, even for continuous memory regions (default:true)");
+
+static bool iser_rs_pi_enable;
+module_param_named(pi_enable, iser_rs_pi_enable, bool, 0444);
+MODULE_PARM_DESC(pi_enable, "Enable T10-PI offload support (default:disabled)");
+
+int iser_rs_param_debug_level(void) { return READ_ONCE(iser_rs_debug_level); }
+unsigned int iser_rs_param_max_lun(void) { return READ_ONCE(iser_rs_max_lun); }
+unsigned int iser_rs_param_max_sectors(void) { return READ_ONCE(iser_rs_max_sectors); }
+bool iser_rs_param_always_register(void) { return READ_ONCE(iser_rs_always_register); }
+bool iser_rs_param_pi_enable(void) { return READ_ONCE(iser_rs_pi_enable); }

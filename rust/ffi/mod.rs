@@ -1,0 +1,11 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+
+//! The wrapper layer: the only code that sees raw C bindings, and the only place with
+//! `unsafe`. Every wrapper type states its `# Invariants`; every `unsafe` block says why it
+//! is sound. Driver logic above this layer is safe Rust.
+
+pub(crate) mod bindings;
+pub(crate) mod errno;
+pub(crate) mod iscsi;
+pub(crate) mod params;
+pub(crate) mod workqueue;

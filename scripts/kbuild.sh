@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run Kbuild for ib_iser against KDIR:
+#   KDIR from the environment, else /lib/modules/$(uname -r)/build when that is a Rust-enabled
+#   built tree, else the cached test kernel (built first if missing; scripts/kernel.sh).
+#
+#   scripts/kbuild.sh modules [CLIPPY=1] | clean | rust-analyzer | kdir
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+rust_tree() {  # a tree an out-of-tree Rust module can build against
+  [ -f "$1/.config" ] && grep -q '^CONFIG_RUST=y' "$1/.config" \
+    && [ -f "$1/rust/libkernel.rmeta" ] && [ -f "$1/rust/bindings/bindings_generated.rs" ]
+}
+
+if [ -z "${KDIR:-}" ]; then
+  host=/lib/modules/$(uname -r)/build
+  if rust_tree "$host"; then KDIR=$host
+  else KDIR=$("$top/scripts/kernel.sh" build "${FLAVOR:-debug}" | tail -n1)/linux; fi
+fi
+rust_tree "$KDIR" || { echo "[kbuild] $KDIR is not a built Rust-enabled kernel tree" >&2; exit 1; }
+
+[ "${1:-}" = kdir ] && { echo "$KDIR"; exit 0; }
+echo "[kbuild] make -C $KDIR M=$top LLVM=1 $*" >&2
+exec make -C "$KDIR" M="$top" LLVM=1 "$@"

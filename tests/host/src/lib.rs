@@ -1,0 +1,16 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+
+//! Host tests of `rust/proto`: the same source files the kernel module compiles, included by
+//! path, tested with `std`.
+
+#![allow(dead_code)]
+
+#[path = "../../../rust/proto/mod.rs"]
+mod proto;
+
+#[cfg(test)]
+mod cm_tests;
+#[cfg(test)]
+mod hdr_tests;
+#[cfg(test)]
+mod param_tests;
