@@ -45,9 +45,10 @@ struct IserModule {
 impl kernel::Module for IserModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let release_wq = ffi::workqueue::OwnedQueue::new_reclaim(c_str!("iser_release"))?;
-        let transport = ffi::iscsi::Registration::<transport::Iser>::new(module).inspect_err(|e| {
-            iser_err!("registering iSCSI transport 'iser' failed: {:?}\n", e);
-        })?;
+        let transport =
+            ffi::iscsi::Registration::<transport::Iser>::new(module).inspect_err(|e| {
+                iser_err!("registering iSCSI transport 'iser' failed: {:?}\n", e);
+            })?;
         iser_info!(
             "loaded: debug_level={} max_lun={} max_sectors={} always_register={} pi_enable={}\n",
             ffi::params::debug_level(),

@@ -81,7 +81,9 @@ impl iscsi::TransportOps for Iser {
             // (deadlock, iser-spec.md 11); iscsid always asks for a non-blocking one.
             iser_info!("ep_connect: blocking connect requested, will connect asynchronously\n");
         }
-        iser_err!("ep_connect to {dst}: RDMA connection setup is not implemented in this version\n");
+        iser_err!(
+            "ep_connect to {dst}: RDMA connection setup is not implemented in this version\n"
+        );
         Err(errno::EOPNOTSUPP())
     }
 
@@ -99,7 +101,10 @@ impl iscsi::TransportOps for Iser {
     fn foreign_object(op: Op) -> Error {
         // No endpoint, session or connection of ours can exist yet, so the object came from
         // another transport through a crafted netlink message: refuse and touch nothing.
-        iser_err!("{}: called for an object this transport did not create; refused\n", op.name());
+        iser_err!(
+            "{}: called for an object this transport did not create; refused\n",
+            op.name()
+        );
         EINVAL
     }
 }

@@ -24,10 +24,10 @@ use kernel::str::CStr;
 use kernel::types::Opaque;
 use kernel::ThisModule;
 
-/// `enum iscsi_param` values (connection and session parameters).
-pub(crate) use bindings::iscsi_param as param;
 /// `enum iscsi_host_param` values.
 pub(crate) use bindings::iscsi_host_param as host_param;
+/// `enum iscsi_param` values (connection and session parameters).
+pub(crate) use bindings::iscsi_param as param;
 
 /// Transport capability bits (`CAP_*` in `include/scsi/iscsi_if.h`).
 pub(crate) mod caps {
@@ -128,7 +128,8 @@ pub(crate) trait TransportOps {
 
     /// Starts connecting to `dst` (`None`: an address family other than IPv4/IPv6).
     /// Process context (netlink from iscsid).
-    fn ep_connect(dst: Option<SocketAddr>, non_blocking: bool) -> Result<core::convert::Infallible>;
+    fn ep_connect(dst: Option<SocketAddr>, non_blocking: bool)
+        -> Result<core::convert::Infallible>;
 
     /// Creates a session. Process context (netlink from iscsid).
     fn create_session(req: SessionRequest) -> Result<core::convert::Infallible>;
@@ -234,7 +235,10 @@ unsafe fn read_sockaddr(dst: *const bindings::sockaddr) -> Option<SocketAddr> {
         // `read_unaligned` because the netlink buffer gives no alignment guarantee.
         let sin = unsafe { dst.cast::<bindings::sockaddr_in>().read_unaligned() };
         let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-        Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        Some(SocketAddr::V4(SocketAddrV4::new(
+            ip,
+            u16::from_be(sin.sin_port),
+        )))
     } else if family == bindings::AF_INET6 {
         // SAFETY: As above for `AF_INET6` and `sockaddr_in6`.
         let sin6 = unsafe { dst.cast::<bindings::sockaddr_in6>().read_unaligned() };
@@ -251,7 +255,10 @@ unsafe fn read_sockaddr(dst: *const bindings::sockaddr) -> Option<SocketAddr> {
     }
 }
 
-extern "C" fn attr_is_visible<T: TransportOps>(param_type: c_int, param: c_int) -> bindings::umode_t {
+extern "C" fn attr_is_visible<T: TransportOps>(
+    param_type: c_int,
+    param: c_int,
+) -> bindings::umode_t {
     let param = param as u32;
     let attr = match param_type as u32 {
         bindings::iscsi_param_type_ISCSI_PARAM => Attr::Param(param),

@@ -34,7 +34,9 @@ impl OwnedQueue {
             bindings::alloc_workqueue(name.as_char_ptr(), bindings::wq_flags_WQ_MEM_RECLAIM, 0)
         };
         // INVARIANT: `ptr` is non-NULL only when `alloc_workqueue` succeeded.
-        NonNull::new(ptr).map(|ptr| OwnedQueue { ptr }).ok_or(ENOMEM)
+        NonNull::new(ptr)
+            .map(|ptr| OwnedQueue { ptr })
+            .ok_or(ENOMEM)
     }
 
     /// The queue, to enqueue work items on.

@@ -50,7 +50,11 @@ fn reply_all_zero_allows_and_absent_forbids() {
 fn reply_ignores_reserved_bits() {
     for b in 0u8..=255 {
         let r = Reply::decode(Some(&[b, 0xff, 0xff, 0xff]));
-        assert_eq!(r.send_with_invalidate, b & cm::REP_SEND_W_INV_NOT_USED == 0, "flags {b:#x}");
+        assert_eq!(
+            r.send_with_invalidate,
+            b & cm::REP_SEND_W_INV_NOT_USED == 0,
+            "flags {b:#x}"
+        );
     }
 }
 

@@ -28,7 +28,10 @@ fn rejects_malformed() {
         assert_eq!(param::parse_u32(s), Err(Error::NotDecimal), "{s:?}");
     }
     assert_eq!(param::parse_u32(b"4294967296"), Err(Error::Overflow));
-    assert_eq!(param::parse_u32(b"99999999999999999999"), Err(Error::Overflow));
+    assert_eq!(
+        param::parse_u32(b"99999999999999999999"),
+        Err(Error::Overflow)
+    );
 }
 
 #[test]

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# make check: host unit tests, build checks, and the VM suite; the last line is
+# "N passed, N failed" over all of them.
+#
+# Environment: ISER_VM_TESTS=<regex> runs a subset of the VM suite; ISER_SKIP_VM=1 skips it.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+res=$top/results/check-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$res"
+pass=0 failn=0
+t_start=$(date +%s)
+result() {  # name rc
+  if [ "$2" = 0 ]; then echo "ok - $1"; pass=$((pass + 1)); else echo "not ok - $1"; failn=$((failn + 1)); fi
+}
+
+echo "== host unit tests (tests/host: cargo test)"
+(cd tests/host && CARGO_TARGET_DIR=$top/tests/host/target cargo test 2>&1) | tee "$res/host-tests.log" | grep -E '^test |test result'
+hp=$(awk '/^test result:/{s+=$4} END{print s+0}' "$res/host-tests.log")
+hf=$(awk '/^test result:/{s+=$6} END{print s+0}' "$res/host-tests.log")
+grep -q '^test result:' "$res/host-tests.log" || hf=$((hf + 1))
+pass=$((pass + hp)); failn=$((failn + hf))
+
+echo "== build checks"
+kdir=$(scripts/kbuild.sh kdir) || { echo "no kernel tree"; exit 1; }
+echo "KDIR=$kdir"
+scripts/kbuild.sh modules >"$res/build.log" 2>&1; rc=$?
+[ $rc = 0 ] && grep -Eq 'warning:|error:' "$res/build.log" && rc=1
+[ $rc = 0 ] || tail -n 30 "$res/build.log"
+result "module builds with warnings as errors" $rc
+make -s fmt-check >"$res/fmt.log" 2>&1; rc=$?
+[ $rc = 0 ] || head -n 30 "$res/fmt.log"
+result "rustfmt clean" $rc
+# Force a rebuild of the crate under clippy, then rebuild normally so ib_iser.ko is the real one.
+touch rust/ib_iser.rs
+scripts/kbuild.sh modules CLIPPY=1 >"$res/clippy.log" 2>&1; rc=$?
+[ $rc = 0 ] && grep -Eq 'warning:|error:' "$res/clippy.log" && rc=1
+[ $rc = 0 ] || grep -E -A8 'warning:|error:' "$res/clippy.log" | head -n 40
+result "clippy clean (make CLIPPY=1)" $rc
+touch rust/ib_iser.rs
+scripts/kbuild.sh modules >>"$res/build.log" 2>&1 || result "rebuild after clippy" 1
+rc=0
+for p in debug_level max_lun max_sectors always_register pi_enable; do
+  modinfo -F parm ib_iser.ko | grep -q "^$p:.\{10,\}" || { echo "modinfo: no description for $p"; rc=1; }
+done
+[ "$(modinfo -F name ib_iser.ko)" = ib_iser ] || rc=1
+result "modinfo lists the five parameters with descriptions" $rc
+sh=$(scripts/unsafe-audit.sh 2>&1); rc=$?
+[ $rc = 0 ] || echo "$sh"
+result "every unsafe block has a SAFETY comment, and only rust/ffi/ has unsafe" $rc
+
+if [ "${ISER_SKIP_VM:-0}" != 1 ]; then
+  echo "== VM suite (scripts/vm-run -- tests/vm/suite.sh)"
+  ISER_RESULTS=$res/vm VM_ENV="ISER_RESULTS=$res/vm" \
+    scripts/vm-run --no-build -- tests/vm/suite.sh "${ISER_VM_TESTS:-.}" 2>&1 | tee "$res/vm.log"
+  line=$(grep -E '^vm: [0-9]+ passed, [0-9]+ failed' "$res/vm.log" | tail -n1)
+  if [ -n "$line" ]; then
+    vp=$(echo "$line" | awk '{print $2}'); vf=$(echo "$line" | awk '{print $4}')
+    pass=$((pass + vp)); failn=$((failn + vf))
+  else
+    echo "not ok - VM suite did not complete (see $res/vm.log)"; failn=$((failn + 1))
+  fi
+fi
+echo "== results in $res ($(( $(date +%s) - t_start )) s)"
+echo "$pass passed, $failn failed"
+[ $failn = 0 ]

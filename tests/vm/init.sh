@@ -1,0 +1,38 @@
+#!/bin/bash
+# PID 1 of the test VM (see scripts/vm-run). The root is the host's / over 9p, read-only.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs -o mode=0755 dev /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /dev/shm
+mount -t tmpfs -o mode=0755 run /run
+mount -t configfs configfs /sys/kernel/config
+mount -t debugfs debugfs /sys/kernel/debug
+arg() { tr ' ' '\n' </proc/cmdline | sed -n "s/^$1=//p" | tail -n1; }
+TOP=$(arg iser.top) RUN=$(arg iser.run) KVER=$(arg iser.kver)
+# Writable copies of what tools write to: overlays with a tmpfs upper layer.
+for d in /etc /var /root /usr/lib /home /opt /srv; do
+  [ -d "$d" ] || continue
+  u=/run/ovl$d; mkdir -p "$u/u" "$u/w"
+  mount -t overlay overlay -o "lowerdir=$d,upperdir=$u/u,workdir=$u/w" "$d"
+done
+mount -t tmpfs -o mode=1777 tmp /tmp
+mkdir -p /run/lock /var/run
+# The test kernel's modules at /lib/modules/$KVER (/lib is /usr/lib on Debian 12).
+mkdir -p /run/kmods && mount -t 9p -o trans=virtio,version=9p2000.L,ro kmods /run/kmods
+mkdir -p /usr/lib/modules && ln -sfn "/run/kmods/$KVER" "/usr/lib/modules/$KVER"
+# The work tree (read-write, same path) and this run's control directory.
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 work "$TOP"
+mount -t 9p -o trans=virtio,version=9p2000.L run "$RUN"
+hostname iser-vm
+ip link set lo up
+export HOME=/root TERM=dumb
+touch "$RUN/started"
+bash "$RUN/cmd.sh" </dev/null
+echo $? >"$RUN/rc"
+sync
+echo o >/proc/sysrq-trigger
+# Power-off is asynchronous and PID 1 must not exit meanwhile.
+mkfifo /run/.halt; read -r -t 30 _ <>/run/.halt

@@ -1,0 +1,182 @@
+#!/bin/bash
+# Helpers for the VM tests (sourced). Everything here runs inside the test VM as root.
+# Conventions: functions return non-zero on failure and print why on stderr; `fail` ends a
+# test. Tests print diagnostics on stdout (the suite prefixes them with "# ").
+
+ISER_TOP=${ISER_TOP:?run inside scripts/vm-run}
+ISER_KO=${ISER_KO:-$ISER_TOP/ib_iser.ko}
+KSFT_SKIP=4
+
+fail() { echo "FAIL: $*"; exit 1; }
+skip() { echo "SKIP: $*"; exit $KSFT_SKIP; }
+log() { echo "$*"; }
+
+# --- Modules ----------------------------------------------------------------------------------
+# Dependencies of ib_iser: insmod does not resolve them.
+ISER_DEPS="ib_core rdma_cm scsi_transport_iscsi libiscsi"
+
+iser_loaded() { [ -d /sys/module/ib_iser ]; }
+
+# The implementation under test: rs (ours, $ISER_KO) or c (the in-tree C ib_iser).
+load_initiator() {
+  local impl=${1:-${ISER_IMPL:-rs}}; shift || true
+  iser_loaded && { echo "ib_iser is already loaded" >&2; return 1; }
+  case $impl in
+    rs) modprobe -a $ISER_DEPS && insmod "$ISER_KO" "$@" ;;
+    c) modprobe ib_iser "$@" ;;
+    *) echo "unknown implementation '$impl'" >&2; return 1 ;;
+  esac
+}
+
+unload_initiator() {
+  iser_loaded || return 0
+  rmmod ib_iser
+}
+
+# Which implementation is loaded: "rs" if its srcversion matches $ISER_KO, else "c".
+loaded_impl() {
+  iser_loaded || { echo none; return; }
+  if [ "$(cat /sys/module/ib_iser/srcversion 2>/dev/null)" = "$(modinfo -F srcversion "$ISER_KO" 2>/dev/null)" ]; then
+    echo rs
+  else
+    echo c
+  fi
+}
+
+# --- Network and soft RDMA --------------------------------------------------------------------
+IP=${IP:-10.77.0.1}
+IP6=${IP6:-fd77::1}
+
+nic() {
+  local n
+  for n in /sys/class/net/*; do
+    [ "$(basename "$(readlink -f "$n/device/driver" 2>/dev/null)")" = virtio_net ] && { basename "$n"; return 0; }
+  done
+  return 1
+}
+
+net_up() {
+  local ifc; ifc=$(nic) || { echo "no virtio NIC" >&2; return 1; }
+  ip link set lo up
+  ip link set "$ifc" up
+  ip addr show dev "$ifc" | grep -q "inet $IP/" || ip addr add "$IP/24" dev "$ifc"
+  ip -6 addr show dev "$ifc" | grep -q "$IP6/" || ip -6 addr add "$IP6/64" dev "$ifc" nodad
+  echo "$ifc"
+}
+
+# rdma_up rxe|siw: creates <kind>0 on the NIC and waits for the IPv4-mapped GID (RoCE).
+rdma_up() {
+  local kind=${1:-rxe} ifc dev=${1:-rxe}0 i
+  ifc=$(net_up) || return 1
+  modprobe "rdma_$kind" 2>/dev/null || modprobe "$kind" || return 1
+  [ -d /sys/class/infiniband/$dev ] || rdma link add "$dev" type "$kind" netdev "$ifc" || return 1
+  if [ "$kind" = rxe ]; then
+    local gid; gid="ffff:$(printf '%02x%02x:%02x%02x' ${IP//./ })"
+    for i in $(seq 100); do
+      grep -qs "$gid" /sys/class/infiniband/$dev/ports/1/gids/* && return 0
+      sleep 0.1
+    done
+    echo "GID of $IP did not appear on $dev" >&2; return 1
+  fi
+}
+
+rdma_down() {
+  local d
+  for d in /sys/class/infiniband/*; do
+    [ -e "$d" ] && rdma link delete "$(basename "$d")" 2>/dev/null
+  done
+  return 0
+}
+
+# --- LIO target -------------------------------------------------------------------------------
+IQN=${IQN:-iqn.2026-11.org.iser-rs.test:t0}
+CFS=/sys/kernel/config/target
+PORT=${PORT:-3260}
+
+# lio_setup [SIZE_MB]: null_blk (memory backed) LUN behind an iSER portal on $IP:$PORT.
+lio_setup() {
+  local size=${1:-256} nb=/sys/kernel/config/nullb/nullb0 bs tpg
+  modprobe target_core_mod && modprobe iscsi_target_mod && modprobe target_core_iblock || return 1
+  modprobe null_blk nr_devices=0 || return 1
+  mkdir -p "$nb" && echo "$size" >"$nb/size" && echo 1 >"$nb/memory_backed" \
+    && echo 512 >"$nb/blocksize" && echo 1 >"$nb/power" || return 1
+  bs=$CFS/core/iblock_0/nullb0
+  mkdir -p "$bs" && echo "udev_path=/dev/nullb0" >"$bs/control" || return 1
+  echo iserrsserial0 >"$bs/wwn/vpd_unit_serial"
+  echo 1 >"$bs/enable" || return 1
+  tpg=$CFS/iscsi/$IQN/tpgt_1
+  mkdir -p "$tpg/lun/lun_0" && ln -s "$bs" "$tpg/lun/lun_0/lun0_link" || return 1
+  mkdir "$tpg/np/$IP:$PORT" || return 1
+  echo 1 >"$tpg/np/$IP:$PORT/iser" || return 1
+  echo 0 >"$tpg/attrib/authentication"
+  echo 1 >"$tpg/attrib/generate_node_acls"
+  echo 1 >"$tpg/attrib/cache_dynamic_acls"
+  echo 0 >"$tpg/attrib/demo_mode_write_protect"
+  echo 1 >"$tpg/enable"
+}
+
+lio_teardown() {
+  local tpg=$CFS/iscsi/$IQN/tpgt_1
+  [ -d "$tpg" ] || return 0
+  echo 0 >"$tpg/enable" 2>/dev/null
+  [ -e "$tpg/np/$IP:$PORT/iser" ] && echo 0 >"$tpg/np/$IP:$PORT/iser" 2>/dev/null
+  rmdir "$tpg/np/$IP:$PORT" 2>/dev/null
+  rm -f "$tpg/lun/lun_0/lun0_link"
+  rmdir "$tpg/lun/lun_0" "$tpg" "$CFS/iscsi/$IQN" 2>/dev/null
+  rmdir "$CFS/core/iblock_0/nullb0" "$CFS/core/iblock_0" 2>/dev/null
+  rmdir /sys/kernel/config/nullb/nullb0 2>/dev/null
+  return 0
+}
+
+# --- open-iscsi -------------------------------------------------------------------------------
+iscsid_start() {
+  mkdir -p /run/lock/iscsi /etc/iscsi
+  [ -s /etc/iscsi/initiatorname.iscsi ] ||
+    echo "InitiatorName=iqn.2026-11.org.iser-rs.test:initiator" >/etc/iscsi/initiatorname.iscsi
+  pgrep -x iscsid >/dev/null && return 0
+  # setsid: on exit iscsid signals its own process group, which must not be ours.
+  setsid iscsid -f >/tmp/iscsid.log 2>&1 &
+  local i
+  for i in $(seq 50); do [ -S /run/iscsid.sock ] || iscsiadm -m session >/dev/null 2>&1; [ $? -ne 4 ] && break; sleep 0.1; done
+}
+
+iscsid_stop() {
+  pkill -x iscsid 2>/dev/null
+  local i; for i in $(seq 50); do pgrep -x iscsid >/dev/null || return 0; sleep 0.1; done
+  pkill -9 -x iscsid; return 0
+}
+
+# iser_login: discovery + login over iSER; prints the block device name (sdX).
+iser_login() {
+  local portal=${1:-$IP:$PORT} i dev
+  iscsiadm -m discovery -t st -p "$portal" -I iser >&2 || return 1
+  iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
+    -n node.session.timeo.replacement_timeout -v 10 >&2 || return 1
+  iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
+    -n 'node.conn[0].timeo.login_timeout' -v 10 >&2 || return 1
+  iscsiadm -m node -T "$IQN" -p "$portal" -I iser --login >&2 || return 1
+  for i in $(seq 150); do
+    dev=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
+    [ -n "$dev" ] && [ -b "/dev/$dev" ] && { echo "$dev"; return 0; }
+    sleep 0.1
+  done
+  echo "no disk appeared after login" >&2; return 1
+}
+
+iser_logout() {
+  iscsiadm -m node -T "$IQN" --logout >&2 || return 1
+  iscsiadm -m node -o delete >&2 2>/dev/null
+  iscsiadm -m discoverydb -t st -p "${1:-$IP:$PORT}" -o delete >&2 2>/dev/null
+  return 0
+}
+
+# --- Kernel log -------------------------------------------------------------------------------
+# Patterns that fail any test when they appear in the kernel log during it.
+SPLAT_RE='WARNING:|BUG:|KASAN|UBSAN|Oops|general protection fault|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|lockdep|sleeping function called from invalid context|suspected memory leak|blocked for more than|refcount_t:|list_add corruption|list_del corruption|ODEBUG'
+
+# kmemleak_scan: runs a scan and prints the number of unreferenced objects reported.
+kmemleak_scan() {
+  [ -w /sys/kernel/debug/kmemleak ] || { echo 0; return; }
+  echo scan >/sys/kernel/debug/kmemleak; sleep 1; echo scan >/sys/kernel/debug/kmemleak
+  grep -c '^unreferenced object' /sys/kernel/debug/kmemleak || true
+}

@@ -1,0 +1,23 @@
+#!/bin/bash
+# Bad values make insmod fail with a clear message, and leave nothing registered.
+. "$(dirname "$0")/../lib.sh"
+modprobe -a $ISER_DEPS || fail "deps"
+try_bad() {  # param=value expected-log-fragment
+  dmesg -C
+  if insmod "$ISER_KO" "$1" 2>/tmp/err; then fail "insmod accepted $1"; fi
+  log "$1: insmod: $(cat /tmp/err)"
+  iser_loaded && fail "module loaded with $1"
+  [ -e /sys/class/iscsi_transport/iser ] && fail "transport registered with $1"
+  dmesg | grep -q "$2" || fail "no log line '$2' for $1: $(dmesg | tail -n 3)"
+  log "$1: $(dmesg | grep "$2" | head -n1)"
+}
+try_bad max_sectors=0 "max_sectors=0 refused: must be greater than 0"
+try_bad max_lun=0 "max_lun=0 refused: must be greater than 0"
+try_bad max_sectors=abc "max_sectors=abc refused: not a decimal number"
+try_bad max_lun=-1 "max_lun=-1 refused: not a decimal number"
+try_bad max_sectors=0x400 "max_sectors=0x400 refused: not a decimal number"
+try_bad max_sectors=8388608 "max_sectors=8388608 refused: too large (maximum 8388607)"
+try_bad max_lun=4294967296 "max_lun=4294967296 refused: out of range"
+try_bad always_register=maybe "always_register"
+try_bad pi_enable=2 "pi_enable"
+exit 0
