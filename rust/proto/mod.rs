@@ -11,6 +11,7 @@
 //! - errors are local enums converted to errnos at the kernel boundary;
 //! - nothing panics on input: no indexing that is not proven in range, no `unwrap`.
 
+pub(crate) mod bhs;
 pub(crate) mod cm;
 pub(crate) mod hdr;
 pub(crate) mod param;

@@ -131,7 +131,7 @@ lio_teardown() {
 # --- open-iscsi -------------------------------------------------------------------------------
 iscsid_start() {
   mkdir -p /run/lock/iscsi /etc/iscsi
-  [ -s /etc/iscsi/initiatorname.iscsi ] ||
+  grep -qs "^InitiatorName=" /etc/iscsi/initiatorname.iscsi ||
     echo "InitiatorName=iqn.2026-11.org.iser-rs.test:initiator" >/etc/iscsi/initiatorname.iscsi
   pgrep -x iscsid >/dev/null && return 0
   # setsid: on exit iscsid signals its own process group, which must not be ours.

@@ -9,6 +9,8 @@
 mod proto;
 
 #[cfg(test)]
+mod bhs_tests;
+#[cfg(test)]
 mod cm_tests;
 #[cfg(test)]
 mod hdr_tests;
