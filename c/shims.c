@@ -7,6 +7,9 @@
 #include <linux/moduleparam.h>
 #include "shims.h"
 
+/* Only the Rust module has a version: tests and users tell it from the C driver by it. */
+MODULE_VERSION("0.1.0");
+
 static int iser_rs_debug_level;
 module_param_named(debug_level, iser_rs_debug_level, int, 0644);
 MODULE_PARM_DESC(debug_level, "Enable debug tracing if > 0 (default:disabled)");

@@ -5,6 +5,10 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs -o mode=0755 dev /dev 2>/dev/null
 mkdir -p /dev/pts /dev/shm
+ln -sfn /proc/self/fd /dev/fd
+ln -sfn /proc/self/fd/0 /dev/stdin
+ln -sfn /proc/self/fd/1 /dev/stdout
+ln -sfn /proc/self/fd/2 /dev/stderr
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs -o mode=0755 run /run

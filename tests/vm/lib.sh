@@ -33,14 +33,14 @@ unload_initiator() {
   rmmod ib_iser
 }
 
-# Which implementation is loaded: "rs" if its srcversion matches $ISER_KO, else "c".
+# Which implementation is loaded: "rs" if its srcversion matches $ISER_KO's, "c" for the
+# in-tree driver (which has no MODULE_VERSION, hence no version or srcversion), else "other".
 loaded_impl() {
   iser_loaded || { echo none; return; }
-  if [ "$(cat /sys/module/ib_iser/srcversion 2>/dev/null)" = "$(modinfo -F srcversion "$ISER_KO" 2>/dev/null)" ]; then
-    echo rs
-  else
-    echo c
-  fi
+  local sv; sv=$(cat /sys/module/ib_iser/srcversion 2>/dev/null)
+  if [ -z "$sv" ]; then echo c
+  elif [ "$sv" = "$(modinfo -F srcversion "$ISER_KO" 2>/dev/null)" ]; then echo rs
+  else echo other; fi
 }
 
 # --- Network and soft RDMA --------------------------------------------------------------------

@@ -16,8 +16,13 @@ export ISER_RESULTS=$RES
 mapfile -t lines < <(grep -Ev '^[[:space:]]*(#|$)' "$here/tests.list" | awk -v f="$filter" '$1 ~ f')
 echo "KTAP version 1"
 echo "# kernel $(uname -r), ib_iser.ko $(modinfo -F srcversion "$ISER_KO" 2>/dev/null), results in $RES"
-echo "1..${#lines[@]}"
-pass=0 failn=0 skipn=0 n=0
+echo "1..$(( ${#lines[@]} + 1 ))"
+pass=0 failn=0 skipn=0 n=1
+# Test 1: the boot itself left no splat in the kernel log.
+dmesg >"$RES/boot.dmesg"
+splats=$(grep -E "$SPLAT_RE" "$RES/boot.dmesg" | head -n 5)
+if [ -z "$splats" ]; then echo "ok 1 kernel_boot_log_clean"; pass=1
+else echo "$splats" | sed 's/^/#   /'; echo "not ok 1 kernel_boot_log_clean"; failn=1; fi
 for line in "${lines[@]}"; do
   read -r name script envs <<<"$line"
   n=$((n + 1))

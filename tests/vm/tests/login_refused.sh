@@ -7,7 +7,11 @@ lio_setup 64 || fail "LIO target"
 load_initiator rs || fail "load"
 iscsid_start
 start=$(date +%s)
-if out=$(timeout 120 iscsiadm -m discovery -t st -p "$IP:$PORT" -I iser 2>&1); then
+# One attempt (iscsid retries discovery 5 times by default).
+iscsiadm -m discoverydb -t st -p "$IP:$PORT" -I iser -o new >/dev/null || fail "discoverydb new"
+iscsiadm -m discoverydb -t st -p "$IP:$PORT" -I iser -o update \
+  -n discovery.sendtargets.reopen_max -v 0 || fail "discoverydb update"
+if out=$(timeout 120 iscsiadm -m discoverydb -t st -p "$IP:$PORT" -I iser --discover 2>&1); then
   fail "discovery through the unimplemented transport succeeded: $out"
 fi
 log "iscsiadm: $(echo "$out" | tail -n 2 | tr '\n' ' ')"

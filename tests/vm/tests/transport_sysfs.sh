@@ -11,8 +11,10 @@ caps=$(cat $t/caps); log "caps=$caps handle=$(cat $t/handle)"
 [ "$(loaded_impl)" = rs ] || fail "the loaded ib_iser is not ours"
 [ "$(cat /sys/module/ib_iser/initstate)" = live ] || fail "module not live"
 grep -q '^Dual BSD/GPL$' <(modinfo -F license "$ISER_KO") || fail "license"
-# A second registration of "iser" must be refused: the C driver cannot load beside ours.
-modprobe ib_iser 2>/dev/null && fail "in-tree ib_iser loaded beside ours"
+# iscsid's automatic `modprobe ib_iser` must leave ours in place (same module name).
+modprobe ib_iser || fail "modprobe ib_iser with ours loaded"
+[ "$(loaded_impl)" = rs ] || fail "modprobe ib_iser replaced ours with $(loaded_impl)"
+[ -n "$(cat /sys/module/ib_iser/version)" ] || fail "no module version"
 unload_initiator || fail "rmmod"
 [ -e $t ] && fail "$t still present"
 exit 0
