@@ -32,6 +32,8 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 work "$TOP"
 mount -t 9p -o trans=virtio,version=9p2000.L run "$RUN"
 hostname iser-vm
 ip link set lo up
+# Every NIC up: the second one is the hub peer that keeps the first one's TX queue moving.
+for n in /sys/class/net/*; do [ -e "$n/device" ] && ip link set "${n##*/}" up; done
 export HOME=/root TERM=dumb
 touch "$RUN/started"
 bash "$RUN/cmd.sh" </dev/null
