@@ -172,7 +172,7 @@ iser_logout() {
 
 # --- Kernel log -------------------------------------------------------------------------------
 # Patterns that fail any test when they appear in the kernel log during it.
-SPLAT_RE='WARNING:|BUG:|KASAN|UBSAN|Oops|general protection fault|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|lockdep|sleeping function called from invalid context|suspected memory leak|blocked for more than|refcount_t:|list_add corruption|list_del corruption|ODEBUG'
+SPLAT_RE='WARNING:|BUG:|KASAN|UBSAN|Oops|general protection fault|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|INFO: lockdep is turned off|DEBUG_LOCKS_WARN_ON|sleeping function called from invalid context|suspected memory leak|blocked for more than|refcount_t:|list_add corruption|list_del corruption|ODEBUG'
 
 # kmemleak_scan: runs a scan and prints the number of unreferenced objects reported.
 kmemleak_scan() {
