@@ -15,3 +15,4 @@ pub(crate) mod bhs;
 pub(crate) mod cm;
 pub(crate) mod hdr;
 pub(crate) mod param;
+pub(crate) mod sizing;

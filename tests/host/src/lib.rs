@@ -16,3 +16,5 @@ mod cm_tests;
 mod hdr_tests;
 #[cfg(test)]
 mod param_tests;
+#[cfg(test)]
+mod sizing_tests;

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+
+//! Buffer, queue and host sizing of an iSER connection (iser-spec.md 3.5.2, 5.3 and 8),
+//! computed from the device limits and the module parameters. Pure arithmetic, host-tested.
+
+use super::{bhs::BHS_LEN, hdr};
+
+/// Data bytes a full-feature-phase receive buffer holds (`ISER_RECV_DATA_SEG_LEN`); also the
+/// connection's MaxRecvDataSegmentLength.
+pub(crate) const RECV_DATA_SEG_LEN: usize = 128;
+/// iSER header + BHS (`ISER_HEADERS_LEN`).
+pub(crate) const HEADERS_LEN: usize = hdr::LEN + BHS_LEN;
+/// Bytes posted per receive-ring buffer (`ISER_RX_PAYLOAD_SIZE`).
+pub(crate) const RX_PAYLOAD: usize = HEADERS_LEN + RECV_DATA_SEG_LEN;
+/// Login/text request data capacity (`ISCSI_DEF_MAX_RECV_SEG_LEN`).
+pub(crate) const LOGIN_DATA_LEN: usize = 8192;
+/// Login/text response buffer (`ISER_RX_LOGIN_SIZE`).
+pub(crate) const RX_LOGIN_SIZE: usize = HEADERS_LEN + LOGIN_DATA_LEN;
+/// Receive queue depth before the drain slot (`ISER_QP_MAX_RECV_DTOS`).
+pub(crate) const MAX_RECV_DTOS: u32 = 512;
+/// Commands per connection at most (`ISER_DEF_XMIT_CMDS_MAX`).
+pub(crate) const MAX_XMIT_CMDS: u32 = 512;
+/// Unsolicited Data-Out PDUs assumed in flight per command (`ISER_INFLIGHT_DATAOUTS`).
+pub(crate) const INFLIGHT_DATAOUTS: u32 = 8;
+/// Management send WRs (NOP-Out x2, text, TMF x2, logout).
+const MAX_TX_MISC_PDUS: u32 = 6;
+/// Management receives (NOP-In x2, async x2).
+const MAX_RX_MISC_PDUS: u32 = 4;
+/// Send queue depth before the drain slot (`ISER_QP_MAX_REQ_DTOS`, 4618).
+pub(crate) const MAX_REQ_DTOS: u32 =
+    MAX_XMIT_CMDS * (1 + INFLIGHT_DATAOUTS) + MAX_TX_MISC_PDUS + MAX_RX_MISC_PDUS;
+/// Scatter/gather entries per command at most (16 MiB with 4 KiB pages).
+pub(crate) const MAX_SG_TABLESIZE: u32 = 4096;
+/// Registration page size.
+pub(crate) const PAGE: u32 = 4096;
+/// Sector size.
+pub(crate) const SECTOR: u32 = 512;
+
+/// Device limits that matter for sizing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DevLimits {
+    /// `max_qp_wr`.
+    pub(crate) max_qp_wr: u32,
+    /// `max_fast_reg_page_list_len`.
+    pub(crate) max_fast_reg_page_list_len: u32,
+    /// The device registers SG lists with gaps (no extra page for a misaligned start).
+    pub(crate) sg_gaps: bool,
+}
+
+/// Per-connection sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sizing {
+    /// SG entries per command (host `sg_tablesize`).
+    pub(crate) sg_tablesize: u32,
+    /// Pages per fast-registration MR.
+    pub(crate) pages_per_mr: u32,
+    /// Send queue depth including the drain slot.
+    pub(crate) max_send_wr: u32,
+    /// Receive queue depth including the drain slot.
+    pub(crate) max_recv_wr: u32,
+    /// CQ entries.
+    pub(crate) nr_cqe: u32,
+    /// Commands the send queue can carry.
+    pub(crate) max_cmds: u32,
+}
+
+/// Why a device cannot carry an iSER connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Error {
+    /// The device registers no pages per MR.
+    NoFastRegPages,
+    /// The send queue is too small for even one command.
+    QueueTooSmall(u32),
+}
+
+impl Error {
+    /// A sentence for the kernel log.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Error::NoFastRegPages => "device reports no fast-registration pages",
+            Error::QueueTooSmall(_) => "device work queues too small for iSER",
+        }
+    }
+}
+
+/// Sizes a connection for `max_sectors` (the module parameter) on a device.
+pub(crate) fn connection(max_sectors: u32, dev: DevLimits) -> Result<Sizing, Error> {
+    let reserved = u32::from(!dev.sg_gaps);
+    let supported = dev
+        .max_fast_reg_page_list_len
+        .saturating_sub(reserved)
+        .min(MAX_SG_TABLESIZE);
+    if supported == 0 {
+        return Err(Error::NoFastRegPages);
+    }
+    let bytes = u64::from(max_sectors) * u64::from(SECTOR);
+    let wanted = bytes.div_ceil(u64::from(PAGE)).max(1);
+    let sg_tablesize = u32::try_from(wanted).unwrap_or(u32::MAX).min(supported);
+    let max_send_wr = (MAX_REQ_DTOS + 1).min(dev.max_qp_wr);
+    let max_cmds = max_send_wr
+        .saturating_sub(1 + MAX_TX_MISC_PDUS + MAX_RX_MISC_PDUS)
+        / (1 + INFLIGHT_DATAOUTS);
+    if max_cmds == 0 {
+        return Err(Error::QueueTooSmall(dev.max_qp_wr));
+    }
+    Ok(Sizing {
+        sg_tablesize,
+        pages_per_mr: sg_tablesize + reserved,
+        max_send_wr,
+        max_recv_wr: MAX_RECV_DTOS + 1,
+        nr_cqe: max_send_wr + MAX_RECV_DTOS,
+        max_cmds: max_cmds.min(MAX_XMIT_CMDS),
+    })
+}
+
+/// The host's `max_sectors`: the parameter, capped by what `sg_tablesize` pages hold.
+pub(crate) fn host_max_sectors(param: u32, sg_tablesize: u32) -> u32 {
+    let cap = u64::from(sg_tablesize) * u64::from(PAGE) / u64::from(SECTOR);
+    u32::try_from(u64::from(param).min(cap)).unwrap_or(u32::MAX)
+}
+
+/// The session's task pool request: `min(cmds_max, max_cmds)`, at least 1.
+pub(crate) fn can_queue(cmds_max: u16, max_cmds: u32) -> u16 {
+    let m = u16::try_from(max_cmds).unwrap_or(u16::MAX);
+    cmds_max.min(m).max(1)
+}
