@@ -21,7 +21,7 @@ sz=$(blockdev --getsize64 "/dev/$dev")
 [ "$sz" = $((256 * 1024 * 1024)) ] || fail "LUN size $sz"
 fio --name=verify --filename="/dev/$dev" --direct=1 --ioengine=libaio --rw=randwrite \
   --bsrange=4k-1m --iodepth=16 --size=64M --verify=crc32c --verify_backlog=512 --do_verify=1 \
-  --verify_fatal=1 --output-format=json --output="$ISER_RESULTS/rig_fio_$IMPL.json" \
+  --verify_fatal=1 --verify_state_save=0 --output-format=json --output="$ISER_RESULTS/rig_fio_$IMPL.json" \
   || fail "fio write+verify failed"
 errs=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["jobs"][0]["error"])' "$ISER_RESULTS/rig_fio_$IMPL.json")
 wr=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); w=j["jobs"][0]["write"]; print("%d IOPS %.1f MiB/s" % (w["iops"], w["bw"]/1024))' "$ISER_RESULTS/rig_fio_$IMPL.json")
