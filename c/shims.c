@@ -5,6 +5,10 @@
  */
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <net/net_namespace.h>
+#include <rdma/ib_verbs.h>
+#include <rdma/rdma_cm.h>
+#include <linux/scatterlist.h>
 #include "shims.h"
 
 /* Only the Rust module has a version: tests and users tell it from the C driver by it. */
@@ -43,3 +47,11 @@ unsigned int iser_rs_param_max_lun(void) { return READ_ONCE(iser_rs_max_lun); }
 unsigned int iser_rs_param_max_sectors(void) { return READ_ONCE(iser_rs_max_sectors); }
 bool iser_rs_param_always_register(void) { return READ_ONCE(iser_rs_always_register); }
 bool iser_rs_param_pi_enable(void) { return READ_ONCE(iser_rs_pi_enable); }
+
+/* Function-like macros and accessors of the RDMA and SCSI APIs, one line each. */
+const char *iser_rs_ib_device_name(struct ib_device *dev) { return dev_name(&dev->dev); }
+struct device *iser_rs_ib_device_parent(struct ib_device *dev) { return dev->dev.parent; }
+struct ib_pd *iser_rs_ib_alloc_pd(struct ib_device *dev, unsigned int flags) { return ib_alloc_pd(dev, flags); }
+struct rdma_cm_id *iser_rs_rdma_create_id(iser_rs_cm_handler handler, void *ctx) { return rdma_create_id(&init_net, handler, ctx, RDMA_PS_TCP, IB_QPT_RC); }
+u64 iser_rs_sg_dma_address(struct scatterlist *sg) { return sg_dma_address(sg); }
+unsigned int iser_rs_sg_dma_len(struct scatterlist *sg) { return sg_dma_len(sg); }

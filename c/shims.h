@@ -21,4 +21,19 @@ bool iser_rs_param_pi_enable(void);
 int iser_rs_param_set_max_lun(const char *val, const struct kernel_param *kp);
 int iser_rs_param_set_max_sectors(const char *val, const struct kernel_param *kp);
 
+/* RDMA and SCSI macros (c/shims.c). */
+struct device;
+struct ib_device;
+struct ib_pd;
+struct rdma_cm_id;
+struct rdma_cm_event;
+struct scatterlist;
+typedef int (*iser_rs_cm_handler)(struct rdma_cm_id *id, struct rdma_cm_event *event);
+const char *iser_rs_ib_device_name(struct ib_device *dev);
+struct device *iser_rs_ib_device_parent(struct ib_device *dev);
+struct ib_pd *iser_rs_ib_alloc_pd(struct ib_device *dev, unsigned int flags);
+struct rdma_cm_id *iser_rs_rdma_create_id(iser_rs_cm_handler handler, void *ctx);
+u64 iser_rs_sg_dma_address(struct scatterlist *sg);
+unsigned int iser_rs_sg_dma_len(struct scatterlist *sg);
+
 #endif /* IB_ISER_RS_SHIMS_H */

@@ -13,10 +13,12 @@
 #[macro_use]
 mod log;
 
+mod conn;
+mod device;
 mod ffi;
-#[expect(
+#[allow(
     dead_code,
-    reason = "the iSER header and CM encoders are used by the data path (next milestone); the host tests cover them now"
+    reason = "protocol helpers the driver does not use yet (decoders for the target side, Hello opcodes) are kept for the host tests"
 )]
 mod proto;
 mod transport;
@@ -33,22 +35,26 @@ module! {
 }
 
 /// The module's global objects. Fields drop in declaration order, which is the teardown
-/// order: the release workqueue is drained before the transport goes away, because release
-/// work still calls into the transport class.
+/// order: the transport is unregistered before the device list goes away (no callback can
+/// reach the list afterwards).
 struct IserModule {
-    /// Runs connection release work (asynchronous teardown, iser-spec.md 3.8).
-    _release_wq: ffi::workqueue::OwnedQueue,
     /// The registered `iser` transport.
     _transport: ffi::iscsi::Registration<transport::Iser>,
+    /// The RDMA devices in use.
+    _devices: ffi::global::Installed<device::Devices>,
 }
 
 impl kernel::Module for IserModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let release_wq = ffi::workqueue::OwnedQueue::new_reclaim(c_str!("iser_release"))?;
-        let transport =
-            ffi::iscsi::Registration::<transport::Iser>::new(module).inspect_err(|e| {
-                iser_err!("registering iSCSI transport 'iser' failed: {:?}\n", e);
-            })?;
+        let devices = device::DEVICES.install(KBox::pin_init(device::Devices::new(), GFP_KERNEL)?);
+        let transport = ffi::iscsi::Registration::<transport::Iser>::new(
+            module,
+            c_str!("iSCSI Initiator over iSER"),
+            c_str!("iscsi_iser"),
+        )
+        .inspect_err(|e| {
+            iser_err!("registering iSCSI transport 'iser' failed: {:?}\n", e);
+        })?;
         iser_info!(
             "loaded: debug_level={} max_lun={} max_sectors={} always_register={} pi_enable={}\n",
             ffi::params::debug_level(),
@@ -58,8 +64,8 @@ impl kernel::Module for IserModule {
             ffi::params::pi_enable()
         );
         Ok(IserModule {
-            _release_wq: release_wq,
             _transport: transport,
+            _devices: devices,
         })
     }
 }

@@ -4,8 +4,10 @@
 //! `unsafe`. Every wrapper type states its `# Invariants`; every `unsafe` block says why it
 //! is sound. Driver logic above this layer is safe Rust.
 
+pub(crate) mod bh;
 pub(crate) mod bindings;
 pub(crate) mod errno;
+pub(crate) mod global;
 pub(crate) mod iscsi;
 pub(crate) mod params;
-pub(crate) mod workqueue;
+pub(crate) mod rdma;

@@ -97,8 +97,7 @@ pub(crate) fn connection(max_sectors: u32, dev: DevLimits) -> Result<Sizing, Err
     let wanted = bytes.div_ceil(u64::from(PAGE)).max(1);
     let sg_tablesize = u32::try_from(wanted).unwrap_or(u32::MAX).min(supported);
     let max_send_wr = (MAX_REQ_DTOS + 1).min(dev.max_qp_wr);
-    let max_cmds = max_send_wr
-        .saturating_sub(1 + MAX_TX_MISC_PDUS + MAX_RX_MISC_PDUS)
+    let max_cmds = max_send_wr.saturating_sub(1 + MAX_TX_MISC_PDUS + MAX_RX_MISC_PDUS)
         / (1 + INFLIGHT_DATAOUTS);
     if max_cmds == 0 {
         return Err(Error::QueueTooSmall(dev.max_qp_wr));

@@ -180,3 +180,32 @@ kmemleak_scan() {
   echo scan >/sys/kernel/debug/kmemleak; sleep 1; echo scan >/sys/kernel/debug/kmemleak
   grep -c '^unreferenced object' /sys/kernel/debug/kmemleak || true
 }
+
+# --- fio --------------------------------------------------------------------------------------
+# fio_verify DEV NAME [FIO_ARGS...]: direct I/O with crc32c verification of every block
+# written (data read back must equal data written); fails on any fio or verify error and
+# prints one summary line. JSON output goes to $ISER_RESULTS/fio_NAME.json.
+fio_verify() {
+  local dev=$1 name=$2 out; shift 2
+  out=$ISER_RESULTS/fio_$name${FIO_TAG:-}.json
+  fio --name="$name" --filename="/dev/$dev" --direct=1 --ioengine=libaio --verify=crc32c \
+    --do_verify=1 --verify_fatal=1 --verify_state_save=0 --output-format=json --output="$out" \
+    "$@" >"$out.err" 2>&1 || { cat "$out.err"; return 1; }
+  python3 - "$out" "$name${FIO_TAG:-}" <<'PY' || return 1
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+r, w = j["read"], j["write"]
+print("fio %-22s err=%d  read %6d IOs %7.1f MiB/s  write %6d IOs %7.1f MiB/s" % (
+    sys.argv[2], j["error"], r["total_ios"], r["bw"] / 1024, w["total_ios"], w["bw"] / 1024))
+sys.exit(1 if j["error"] else 0)
+PY
+}
+
+# iser_setup [MODPARAMS...]: rxe + LIO + our initiator + iscsid, logged in; prints the disk.
+iser_setup() {
+  rdma_up rxe >&2 || { echo "rxe" >&2; return 1; }
+  lio_setup "${LUN_MB:-256}" >&2 || { echo "LIO target" >&2; return 1; }
+  load_initiator "${ISER_IMPL:-rs}" "$@" >&2 || { echo "load ib_iser" >&2; return 1; }
+  iscsid_start >&2
+  iser_login
+}

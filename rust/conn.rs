@@ -1,0 +1,1324 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+
+//! One iSER connection: the RDMA CM state machine (iser-spec.md 3), the per-connection
+//! buffers and registration pool, and the data path (4, 5).
+//!
+//! # Locks and contexts
+//!
+//! - `ctrl` (mutex): connection management — CM handler, ep_* callbacks, bind, stop,
+//!   session limits. Process context only.
+//! - `dp` (spinlock, leaf): everything the data path touches — the QP, the buffers, the
+//!   task slots, the registration pool. Taken in softirq (completions) and in atomic task
+//!   callbacks (libiscsi holds frwd_lock or back_lock, BH off); process-context users disable
+//!   BH first. Never held while calling into libiscsi (which takes its own locks and calls
+//!   `cleanup_task` back).
+//!
+//! # Teardown
+//!
+//! Everything RDMA is released synchronously by [`IserConn::release_rdma`], from
+//! `ep_disconnect`, `stop_conn` or DEVICE_REMOVAL, in this order: suspend libiscsi's queue,
+//! `rdma_disconnect`, drain the QP (no completion can follow), free every task's DMA
+//! mappings and MRs, destroy the QP and its CQ, free the buffers, drop the device reference,
+//! and finally destroy the CM id outside `ctrl`. A task that libiscsi cleans up later (in
+//! `iscsi_conn_stop`, or an abort after stop) finds nothing left to release, so the order in
+//! which 6.12 calls `ep_disconnect` and `stop_conn` (3.8.5) does not matter and a late
+//! `cleanup_task` cannot touch freed memory (11, item 3).
+
+use crate::device::{IserDevice, DEVICES};
+use crate::ffi::iscsi::{self, DataDir, IscsiConn, Poll, SessionInfo, Task, TaskHandle};
+use crate::ffi::rdma::{
+    CmEvent, CmEventKind, CmHandler, CmId, ConnParam, Cq, CqHandler, CqeTable, DmaBuf, DmaDir,
+    HdrMapping, MappedSg, Mr, Qp, QpCaps, RegReq, Sge, SysfsBuf, Wc,
+};
+use crate::ffi::{bh, errno, params};
+use crate::proto::{bhs, cm, hdr, sizing};
+use core::net::SocketAddr;
+use kernel::prelude::*;
+use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex, SpinLock};
+use kernel::{new_condvar, new_mutex, new_spinlock};
+
+/// Address and route resolution timeout (iser-spec.md 6.2).
+const RESOLVE_TIMEOUT_MS: u32 = 1000;
+/// Unsolicited Data-Out headers per connection (each is 76 bytes of one DMA buffer).
+const DATAOUT_DESCS: usize = 256;
+/// `ISCSI_FLAG_CMD_READ` / `ISCSI_FLAG_CMD_WRITE` in byte 1 of a SCSI command BHS.
+const CMD_READ: u8 = 0x40;
+const CMD_WRITE: u8 = 0x20;
+/// Login flags: transit bit and next-stage mask; full feature phase is stage 3.
+const LOGIN_TRANSIT: u8 = 0x80;
+const LOGIN_NSG_MASK: u8 = 0x03;
+const FULL_FEATURE_PHASE: u8 = 0x03;
+/// `ITT` bits that index libiscsi's task pool (`ISCSI_ITT_MASK`).
+const ITT_INDEX_MASK: u32 = 0x1fff;
+
+/// Connection states (iser-spec.md 3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Init,
+    Pending,
+    Up,
+    Terminating,
+    Down,
+}
+
+/// Management state, under `ctrl`.
+struct Ctrl {
+    state: State,
+    cm_id: Option<CmId<IserConn>>,
+    device: Option<Arc<IserDevice>>,
+    sizing: Option<sizing::Sizing>,
+    /// We asked for Send with Invalidate (`always_register=1`).
+    req: cm::Request,
+    /// Negotiated remote invalidation.
+    remote_inv: bool,
+    /// The bound libiscsi connection.
+    iscsi: Option<IscsiConn>,
+}
+
+/// The data path, under `dp`.
+struct Dp {
+    qp: Option<Qp<IserConn>>,
+    bound: Option<Bound>,
+}
+
+/// A fast-registration MR with its lazy-invalidation state (tracked per MR, 11 item 4).
+struct FrDesc {
+    mr: Mr,
+    need_inval: bool,
+}
+
+/// How one direction of a command's buffer is exposed to the target.
+struct DirRes {
+    sg: MappedSg,
+    /// Index of the registration MR, or `None` for the DMA-key path.
+    fr: Option<usize>,
+    lkey: u32,
+    iova: u64,
+}
+
+/// A received PDU waiting for its task's SEND completion.
+struct Deferred {
+    buf: [u8; sizing::RX_PAYLOAD],
+    len: usize,
+}
+
+/// Transport state of one libiscsi task (indexed by the task's pool index).
+#[derive(Default)]
+struct Slot {
+    hdr: Option<HdrMapping>,
+    sends_pending: u32,
+    put_on_send: Option<TaskHandle>,
+    deferred: Option<KBox<Deferred>>,
+    /// [read, write].
+    dirs: [Option<DirRes>; 2],
+}
+
+/// A stack of free indices (the 6.12 `KVec` has no `pop`).
+struct FreeList {
+    items: KVec<usize>,
+    len: usize,
+}
+
+impl FreeList {
+    /// Holds `0..n`, handing out low indices first.
+    fn new(n: usize) -> Result<Self> {
+        let mut items = KVec::with_capacity(n, GFP_KERNEL)?;
+        for i in (0..n).rev() {
+            items.push(i, GFP_KERNEL)?;
+        }
+        Ok(FreeList { items, len: n })
+    }
+
+    fn pop(&mut self) -> Option<usize> {
+        self.len = self.len.checked_sub(1)?;
+        self.items.get(self.len).copied()
+    }
+
+    fn push(&mut self, i: usize) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = i;
+            self.len += 1;
+        }
+    }
+}
+
+/// Regions of the CQE table.
+#[derive(Clone, Copy, Debug)]
+enum Cqe {
+    Send(usize),
+    Rx(usize),
+    LoginRx,
+    Reg,
+    DataOut(usize),
+}
+
+/// Per-connection resources allocated at bind, sized by the session.
+struct Bound {
+    iscsi: IscsiConn,
+    n: usize,
+    cqes: CqeTable<IserConn>,
+    rx: DmaBuf,
+    login_req: DmaBuf,
+    login_rsp: DmaBuf,
+    ring_posted: bool,
+    slots: KVec<Slot>,
+    fr: KVec<FrDesc>,
+    fr_free: FreeList,
+    dataout: DmaBuf,
+    dataout_free: FreeList,
+    lkey: u32,
+    global_rkey: Option<u32>,
+    remote_inv: bool,
+    always_register: bool,
+    discovery: bool,
+    dev: crate::ffi::rdma::DeviceRef,
+}
+
+impl Bound {
+    fn cqe_of(&self, c: Cqe) -> crate::ffi::rdma::CqeRef {
+        let n = self.n;
+        self.cqes.get(match c {
+            Cqe::Send(i) => i,
+            Cqe::Rx(i) => n + i,
+            Cqe::LoginRx => 2 * n,
+            Cqe::Reg => 2 * n + 1,
+            Cqe::DataOut(i) => 2 * n + 2 + i,
+        })
+    }
+
+    fn which(&self, addr: usize) -> Option<Cqe> {
+        let i = self.cqes.index_of(addr)?;
+        let n = self.n;
+        Some(if i < n {
+            Cqe::Send(i)
+        } else if i < 2 * n {
+            Cqe::Rx(i - n)
+        } else if i == 2 * n {
+            Cqe::LoginRx
+        } else if i == 2 * n + 1 {
+            Cqe::Reg
+        } else {
+            Cqe::DataOut(i - 2 * n - 2)
+        })
+    }
+
+    fn post_rx(&self, qp: &Qp<IserConn>, i: usize) -> Result {
+        let off = i * sizing::RX_PAYLOAD;
+        self.rx.sync_for_device(off, sizing::RX_PAYLOAD);
+        qp.post_recv(
+            self.cqe_of(Cqe::Rx(i)),
+            Sge {
+                addr: self.rx.dma(off),
+                len: sizing::RX_PAYLOAD as u32,
+                lkey: self.lkey,
+            },
+        )
+    }
+
+    /// Releases one direction's mapping and MR (the MR stays valid until reused: lazy
+    /// invalidation, iser-spec.md 5.4).
+    fn release_dir(&mut self, d: DirRes) {
+        if let Some(i) = d.fr {
+            self.fr_free.push(i);
+        }
+        d.sg.unmap();
+    }
+
+    fn release_task(&mut self, i: usize) {
+        let dirs = match self.slots.get_mut(i) {
+            Some(s) => [s.dirs[0].take(), s.dirs[1].take()],
+            None => return,
+        };
+        for d in dirs.into_iter().flatten() {
+            self.release_dir(d);
+        }
+    }
+
+    /// Exposes a mapped buffer to the target: DMA key or fast registration (5.1).
+    fn register(
+        &mut self,
+        sg: MappedSg,
+        all_imm: bool,
+    ) -> Result<(DirRes, Option<usize>, Option<u32>)> {
+        if sg.nents() == 1 && (all_imm || !self.always_register) {
+            let (addr, _len) = sg.first();
+            let lkey = self.lkey;
+            return Ok((
+                DirRes {
+                    sg,
+                    fr: None,
+                    lkey,
+                    iova: addr,
+                },
+                None,
+                None,
+            ));
+        }
+        let Some(i) = self.fr_free.pop() else {
+            iser_err!("registration pool empty\n");
+            sg.unmap();
+            return Err(EAGAIN);
+        };
+        let d = &mut self.fr[i];
+        let inval = d.need_inval.then(|| d.mr.rkey());
+        if let Err(e) = d.mr.map(&sg) {
+            iser_err!(
+                "failed to map {} DMA entries for registration: {:?}\n",
+                sg.nents(),
+                e
+            );
+            self.fr_free.push(i);
+            sg.unmap();
+            return Err(e);
+        }
+        d.need_inval = true;
+        let (iova, _) = d.mr.range();
+        let lkey = d.mr.lkey();
+        Ok((
+            DirRes {
+                sg,
+                fr: Some(i),
+                lkey,
+                iova,
+            },
+            Some(i),
+            inval,
+        ))
+    }
+
+    /// Drops every task resource (after the QP was drained).
+    fn release_all(&mut self) {
+        for i in 0..self.slots.len() {
+            self.release_task(i);
+            if let Some(s) = self.slots.get_mut(i) {
+                s.deferred = None;
+                s.sends_pending = 0;
+                s.hdr = None;
+            }
+        }
+    }
+}
+
+/// One iSER connection (one iSCSI endpoint).
+#[pin_data]
+pub(crate) struct IserConn {
+    #[pin]
+    ctrl: Mutex<Ctrl>,
+    #[pin]
+    up: CondVar,
+    #[pin]
+    dp: SpinLock<Dp>,
+    peer: SocketAddr,
+}
+
+/// Objects to drop outside `ctrl` (destroying a CM id waits for its handler, which takes
+/// `ctrl`).
+#[must_use]
+struct Leftovers {
+    cm_id: Option<CmId<IserConn>>,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        drop(self.cm_id.take());
+    }
+}
+
+fn log_wc_error(what: &str, wc: &Wc) {
+    if wc.flushed {
+        iser_dbg!("{} flushed\n", what);
+    } else {
+        iser_err!(
+            "{} failure: {} ({}) vend_err {:x}\n",
+            what,
+            wc.status_msg(),
+            wc.status,
+            wc.vendor_err
+        );
+    }
+}
+
+impl IserConn {
+    /// `ep_connect`: starts resolving `dst` (non-blocking; `ep_poll` waits).
+    pub(crate) fn connect(dst: SocketAddr) -> Result<Arc<Self>> {
+        let always_register = params::always_register();
+        let conn = Arc::pin_init(
+            pin_init!(IserConn {
+                ctrl <- new_mutex!(Ctrl {
+                    state: State::Init,
+                    cm_id: None,
+                    device: None,
+                    sizing: None,
+                    req: cm::Request { send_with_invalidate: always_register },
+                    remote_inv: false,
+                    iscsi: None,
+                }, "iser_conn_ctrl"),
+                up <- new_condvar!("iser_conn_up"),
+                dp <- new_spinlock!(Dp { qp: None, bound: None }, "iser_conn_dp"),
+                peer: dst,
+            }),
+            GFP_KERNEL,
+        )?;
+        let mut ctrl = conn.ctrl.lock();
+        ctrl.state = State::Pending;
+        let id = match CmId::new(conn.clone()) {
+            Ok(id) => id,
+            Err(e) => {
+                iser_err!("rdma_create_id for {} failed: {:?}\n", dst, e);
+                ctrl.state = State::Down;
+                return Err(e);
+            }
+        };
+        if let Err(e) = id.resolve_addr(&dst, RESOLVE_TIMEOUT_MS) {
+            iser_err!("resolving address {} failed: {:?}\n", dst, e);
+            ctrl.state = State::Down;
+            drop(ctrl);
+            drop(id);
+            return Err(e);
+        }
+        ctrl.cm_id = Some(id);
+        drop(ctrl);
+        iser_info!("connecting to {}\n", dst);
+        Ok(conn)
+    }
+
+    /// `ep_poll`.
+    pub(crate) fn poll(&self, timeout_ms: u32) -> Result<Poll> {
+        let mut ctrl = self.ctrl.lock();
+        let mut left = kernel::time::msecs_to_jiffies(timeout_ms);
+        loop {
+            match ctrl.state {
+                State::Up => return Ok(Poll::Up),
+                State::Terminating | State::Down => return Ok(Poll::Failed),
+                State::Init | State::Pending => {}
+            }
+            if left == 0 {
+                return Ok(Poll::Pending);
+            }
+            match self.up.wait_interruptible_timeout(&mut ctrl, left) {
+                CondVarTimeoutResult::Timeout => left = 0,
+                CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
+                CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
+            }
+        }
+    }
+
+    /// `ep_disconnect`: tears the RDMA side down now; the libiscsi connection (if bound)
+    /// stays bound until `stop_conn`.
+    pub(crate) fn disconnect(&self) {
+        let mut ctrl = self.ctrl.lock();
+        let left = self.release_rdma(&mut ctrl);
+        if ctrl.state != State::Down {
+            ctrl.state = State::Down;
+        }
+        drop(ctrl);
+        drop(left);
+    }
+
+    /// Terminates the connection if it is up (3.8.1); returns whether it did.
+    fn terminate(&self, ctrl: &mut Ctrl) -> bool {
+        if ctrl.state != State::Up {
+            return false;
+        }
+        ctrl.state = State::Terminating;
+        if let Some(i) = &ctrl.iscsi {
+            i.suspend_queue();
+        }
+        if let Some(id) = &ctrl.cm_id {
+            if let Err(e) = id.disconnect() {
+                iser_warn!("rdma_disconnect to {} failed: {:?}\n", self.peer, e);
+            }
+        }
+        self.up.notify_all();
+        true
+    }
+
+    /// Releases every RDMA resource (see the module documentation). The CM id comes back to
+    /// be dropped by the caller after unlocking `ctrl`.
+    fn release_rdma(&self, ctrl: &mut Ctrl) -> Leftovers {
+        self.terminate(ctrl);
+        if matches!(ctrl.state, State::Init | State::Pending) {
+            ctrl.state = State::Terminating;
+            self.up.notify_all();
+        }
+        let qp = {
+            let _bh = bh::Disabled::new();
+            self.dp.lock().qp.take()
+        };
+        if let Some(qp) = &qp {
+            // All posted work completes (flushed) before this returns; completion handlers
+            // find no QP and post nothing new.
+            qp.drain();
+        }
+        let bound = {
+            let _bh = bh::Disabled::new();
+            let mut g = self.dp.lock();
+            let b = g.bound.take();
+            drop(g);
+            b
+        };
+        if let Some(mut b) = bound {
+            b.release_all();
+            drop(b);
+        }
+        if let Some(qp) = qp {
+            qp.destroy();
+        }
+        if let Some(d) = ctrl.device.take() {
+            if let Some(devs) = DEVICES.get() {
+                devs.put(d);
+            }
+        }
+        Leftovers {
+            cm_id: ctrl.cm_id.take(),
+        }
+    }
+
+    /// `get_ep_param`.
+    pub(crate) fn ep_param(&self, param: u32, buf: &mut SysfsBuf) -> Result<usize> {
+        use crate::ffi::iscsi::param as p;
+        if param != p::ISCSI_PARAM_CONN_PORT && param != p::ISCSI_PARAM_CONN_ADDRESS {
+            return Err(errno::ENOSYS());
+        }
+        let ctrl = self.ctrl.lock();
+        match &ctrl.cm_id {
+            Some(id) if ctrl.device.is_some() => id.dst_param(param, buf),
+            _ => Err(errno::ENOTCONN()),
+        }
+    }
+
+    /// Host limits for a session on this connection (2.4).
+    pub(crate) fn session_limits(&self, req: iscsi::SessionRequest) -> Result<iscsi::HostLimits> {
+        let ctrl = self.ctrl.lock();
+        if ctrl.state != State::Up {
+            iser_err!("iser conn to {} already started teardown\n", self.peer);
+            return Err(EINVAL);
+        }
+        let (Some(s), Some(d)) = (ctrl.sizing, ctrl.device.as_ref()) else {
+            return Err(EINVAL);
+        };
+        let param = params::max_sectors();
+        let max_sectors = sizing::host_max_sectors(param, s.sg_tablesize);
+        if max_sectors < param {
+            iser_warn!(
+                "max_sectors was reduced from {} to {}\n",
+                param,
+                max_sectors
+            );
+        }
+        Ok(iscsi::HostLimits {
+            can_queue: sizing::can_queue(req.cmds_max, s.max_cmds),
+            cmd_per_lun: req.qdepth,
+            max_lun: params::max_lun(),
+            sg_tablesize: s.sg_tablesize.min(u32::from(u16::MAX)) as u16,
+            max_sectors,
+            virt_boundary_4k: !d.caps.sg_gaps_reg,
+            parent: d.dev.dma_parent(),
+        })
+    }
+
+    /// `bind_conn`: allocates the per-session buffers and the registration pool (3.6).
+    pub(crate) fn bind(this: &Arc<Self>, iconn: IscsiConn) -> Result {
+        let mut ctrl = this.ctrl.lock();
+        if ctrl.state != State::Up {
+            iser_err!("iser conn to {} already started teardown\n", this.peer);
+            return Err(EINVAL);
+        }
+        if ctrl.iscsi.is_some() {
+            iser_err!("iser conn to {} is already bound\n", this.peer);
+            return Err(EINVAL);
+        }
+        let (Some(s), Some(d)) = (ctrl.sizing, ctrl.device.clone()) else {
+            return Err(EINVAL);
+        };
+        let info = iconn.session_info();
+        let b = Self::alloc_bound(iconn, &info, s, &d, ctrl.remote_inv).inspect_err(|e| {
+            iser_err!("failed allocating connection buffers: {:?}\n", e);
+        })?;
+        {
+            let _bh = bh::Disabled::new();
+            this.dp.lock().bound = Some(b);
+        }
+        ctrl.iscsi = Some(iconn);
+        iconn.bind(this.clone());
+        Ok(())
+    }
+
+    fn alloc_bound(
+        iscsi: IscsiConn,
+        info: &SessionInfo,
+        s: sizing::Sizing,
+        d: &IserDevice,
+        remote_inv: bool,
+    ) -> Result<Bound> {
+        let n = (info.cmds_max as usize).max(1);
+        let dev = d.dev;
+        let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            slots.push(Slot::default(), GFP_KERNEL)?;
+        }
+        let nfr = (info.scsi_cmds_max as usize).max(1);
+        let mut fr = KVec::with_capacity(nfr, GFP_KERNEL)?;
+        // Discovery sessions carry no SCSI data: no registration pool.
+        let nfr = if info.discovery { 0 } else { nfr };
+        for _ in 0..nfr {
+            fr.push(
+                FrDesc {
+                    mr: Mr::new(&d.pd, d.caps.sg_gaps_reg, s.pages_per_mr)?,
+                    need_inval: false,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        let fr_free = FreeList::new(nfr)?;
+        let dataout_free = FreeList::new(DATAOUT_DESCS)?;
+        Ok(Bound {
+            iscsi,
+            n,
+            cqes: CqeTable::new(2 * n + 2 + DATAOUT_DESCS)?,
+            rx: DmaBuf::new(dev, n * sizing::RX_PAYLOAD, DmaDir::FromDevice)?,
+            login_req: DmaBuf::new(dev, sizing::LOGIN_DATA_LEN, DmaDir::ToDevice)?,
+            login_rsp: DmaBuf::new(dev, sizing::RX_LOGIN_SIZE, DmaDir::FromDevice)?,
+            ring_posted: false,
+            slots,
+            fr,
+            fr_free,
+            dataout: DmaBuf::new(dev, DATAOUT_DESCS * sizing::HEADERS_LEN, DmaDir::ToDevice)?,
+            dataout_free,
+            lkey: d.pd.local_dma_lkey(),
+            global_rkey: d.pd.global_rkey(),
+            remote_inv,
+            always_register: params::always_register(),
+            discovery: info.discovery,
+            dev,
+        })
+    }
+
+    /// `stop_conn` (3.7): terminate and release the RDMA side if `ep_disconnect` has not,
+    /// let libiscsi fail the outstanding tasks, then unbind.
+    pub(crate) fn stop(iconn: IscsiConn, flag: kernel::ffi::c_int) {
+        let conn: Option<Arc<IserConn>> = iconn.bound::<IserConn>();
+        if let Some(c) = &conn {
+            let mut ctrl = c.ctrl.lock();
+            let left = c.release_rdma(&mut ctrl);
+            drop(ctrl);
+            drop(left);
+        }
+        iconn.stop(flag);
+        if let Some(c) = iconn.unbind::<IserConn>() {
+            let mut ctrl = c.ctrl.lock();
+            if ctrl.iscsi.as_ref().is_some_and(|i| i.same(&iconn)) {
+                ctrl.iscsi = None;
+            }
+        }
+        drop(conn);
+    }
+
+    /// Iterates the task-send path: the caller holds `dp` via `g`.
+    fn with_dp<R>(&self, f: impl FnOnce(&Qp<IserConn>, &mut Bound) -> Result<R>) -> Result<R> {
+        let mut g = self.dp.lock();
+        let dp = &mut *g;
+        match (&dp.qp, dp.bound.as_mut()) {
+            (Some(qp), Some(b)) => f(qp, b),
+            _ => Err(ENODEV),
+        }
+    }
+
+    /// `init_task` (atomic): maps the task's header area once per connection.
+    pub(crate) fn init_task(&self, task: &mut Task<'_>) -> Result {
+        self.with_dp(|_qp, b| {
+            let dev = b.dev;
+            let slot = b.slots.get_mut(task.index()).ok_or(EINVAL)?;
+            if slot.hdr.is_none() {
+                slot.hdr = Some(task.map_hdrs(dev)?);
+            }
+            Ok(())
+        })
+    }
+
+    /// `xmit_task` (atomic).
+    pub(crate) fn xmit_task(&self, task: &mut Task<'_>) -> Result {
+        self.with_dp(|qp, b| {
+            if task.is_scsi() {
+                Self::send_command(qp, b, task)?;
+                Self::send_data_outs(qp, b, task)
+            } else {
+                Self::send_control(qp, b, task)
+            }
+        })
+    }
+
+    fn post_task_send(
+        qp: &Qp<IserConn>,
+        b: &mut Bound,
+        idx: usize,
+        reg: Option<(usize, Option<u32>)>,
+        data: Option<Sge>,
+    ) -> Result {
+        let lkey = b.lkey;
+        let cqe = b.cqe_of(Cqe::Send(idx));
+        let reg_cqe = b.cqe_of(Cqe::Reg);
+        let slot = b.slots.get(idx).ok_or(EINVAL)?;
+        let h = slot.hdr.as_ref().ok_or(EINVAL)?;
+        h.sync_for_device();
+        let mut sges = [
+            Sge {
+                addr: h.dma(),
+                len: sizing::HEADERS_LEN as u32,
+                lkey,
+            },
+            Sge::default(),
+        ];
+        let nsge = if let Some(d) = data {
+            sges[1] = d;
+            2
+        } else {
+            1
+        };
+        let rr = reg.map(|(i, inval)| RegReq {
+            mr: &b.fr[i].mr,
+            invalidate: inval,
+            cqe: reg_cqe,
+        });
+        qp.post_send(rr, cqe, &sges[..nsge], true)?;
+        if let Some(s) = b.slots.get_mut(idx) {
+            s.sends_pending += 1;
+        }
+        Ok(())
+    }
+
+    fn send_control(qp: &Qp<IserConn>, b: &mut Bound, task: &mut Task<'_>) -> Result {
+        let idx = task.index();
+        let hdrs = task.hdrs_mut();
+        hdrs[..hdr::LEN].copy_from_slice(&hdr::Header::default().encode());
+        let bhs_bytes = *task.bhs();
+        let dlen = bhs::data_segment_length(&bhs_bytes) as usize;
+        let op = bhs::opcode(&bhs_bytes);
+        let login_task = task.is_login_task();
+        let mut data = None;
+        if dlen > 0 {
+            if !login_task {
+                iser_err!("data present on non login task (opcode {:#x})\n", op);
+                return Err(EINVAL);
+            }
+            let payload = task.mgmt_data();
+            if payload.len() > sizing::LOGIN_DATA_LEN || payload.len() < dlen {
+                iser_err!(
+                    "login/text payload of {} bytes does not fit\n",
+                    payload.len()
+                );
+                return Err(EINVAL);
+            }
+            let n = payload.len();
+            b.login_req.bytes_mut()[..n].copy_from_slice(payload);
+            b.login_req.sync_for_device(0, n);
+            data = Some(Sge {
+                addr: b.login_req.dma(0),
+                len: n as u32,
+                lkey: b.lkey,
+            });
+        }
+        if login_task {
+            b.login_rsp.sync_for_device(0, sizing::RX_LOGIN_SIZE);
+            qp.post_recv(
+                b.cqe_of(Cqe::LoginRx),
+                Sge {
+                    addr: b.login_rsp.dma(0),
+                    len: sizing::RX_LOGIN_SIZE as u32,
+                    lkey: b.lkey,
+                },
+            )?;
+            let to_ffp = op == bhs::OP_LOGIN
+                && bhs_bytes[1] & LOGIN_TRANSIT != 0
+                && bhs_bytes[1] & LOGIN_NSG_MASK == FULL_FEATURE_PHASE;
+            // Pre-post the ring (all but slot 0, which follows the final login response)
+            // once, before the request that may enter full feature phase (4.11).
+            if to_ffp && !b.discovery && !b.ring_posted {
+                for i in 1..b.n {
+                    b.post_rx(qp, i)?;
+                }
+                b.ring_posted = true;
+            }
+        }
+        let reserved = bhs::itt(&bhs_bytes) == bhs::RESERVED_ITT;
+        Self::post_task_send(qp, b, idx, None, data)?;
+        if reserved {
+            if let Some(s) = b.slots.get_mut(idx) {
+                s.put_on_send = Some(task.handle());
+            }
+        }
+        Ok(())
+    }
+
+    fn send_command(qp: &Qp<IserConn>, b: &mut Bound, task: &mut Task<'_>) -> Result {
+        let idx = task.index();
+        let bhs_bytes = *task.bhs();
+        let flags = bhs_bytes[1];
+        let dir = match (flags & CMD_READ != 0, flags & CMD_WRITE != 0) {
+            (false, false) => DataDir::None,
+            (true, false) => DataDir::Read,
+            (false, true) => DataDir::Write,
+            (true, true) => {
+                iser_err!("bidirectional commands are not supported\n");
+                return Err(EINVAL);
+            }
+        };
+        let edtl = u32::from_be_bytes([bhs_bytes[20], bhs_bytes[21], bhs_bytes[22], bhs_bytes[23]]);
+        let mut header = hdr::Header::default();
+        let mut reg = None;
+        let mut imm_sge = None;
+        if dir != DataDir::None {
+            let data = task.scsi_data().ok_or(EINVAL)?;
+            if !data.prot_normal {
+                iser_err!("T10-PI command on a connection without PI\n");
+                return Err(EINVAL);
+            }
+            let (dma_dir, slot_dir) = match dir {
+                DataDir::Read => (DmaDir::FromDevice, 0),
+                _ => (DmaDir::ToDevice, 1),
+            };
+            let Some(sg) = data.map(b.dev, dma_dir)? else {
+                if dir == DataDir::Write {
+                    iser_err!("write command without data buffer\n");
+                    return Err(EINVAL);
+                }
+                return Err(EINVAL);
+            };
+            let imm = task.imm_count();
+            let all_imm = dir == DataDir::Write && data.len == imm;
+            let (res, fr, inval) = b.register(sg, all_imm)?;
+            let rkey = match fr {
+                Some(i) => b.fr[i].mr.rkey(),
+                None => b.global_rkey.unwrap_or(0),
+            };
+            match dir {
+                DataDir::Read => {
+                    header.read = Some(hdr::Stag {
+                        stag: rkey,
+                        va: res.iova,
+                    })
+                }
+                _ => {
+                    let unsol = imm.saturating_add(task.unsol_len());
+                    if unsol < edtl {
+                        header.write = Some(if data.len > imm {
+                            hdr::Stag {
+                                stag: rkey,
+                                va: res.iova + u64::from(unsol),
+                            }
+                        } else {
+                            hdr::Stag { stag: 0, va: 0 }
+                        });
+                    }
+                    if imm > 0 {
+                        imm_sge = Some(Sge {
+                            addr: res.iova,
+                            len: imm,
+                            lkey: res.lkey,
+                        });
+                    }
+                }
+            }
+            reg = fr.map(|i| (i, inval));
+            if let Some(s) = b.slots.get_mut(idx) {
+                if let Some(old) = s.dirs[slot_dir].replace(res) {
+                    b.release_dir(old);
+                }
+            }
+        }
+        task.hdrs_mut()[..hdr::LEN].copy_from_slice(&header.encode());
+        if let Err(e) = Self::post_task_send(qp, b, idx, reg, imm_sge) {
+            iser_err!("posting command failed: {:?}\n", e);
+            b.release_task(idx);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn send_data_outs(qp: &Qp<IserConn>, b: &mut Bound, task: &mut Task<'_>) -> Result {
+        let idx = task.index();
+        while task.has_unsol_data() {
+            let (iova, lkey, buf_len) = match b.slots.get(idx).and_then(|s| s.dirs[1].as_ref()) {
+                Some(d) => (d.iova, d.lkey, task.scsi_data().map_or(0, |s| s.len)),
+                None => return Err(EINVAL),
+            };
+            let Some(di) = b.dataout_free.pop() else {
+                iser_err!("no Data-Out descriptor free\n");
+                return Err(EAGAIN);
+            };
+            let off = di * sizing::HEADERS_LEN;
+            let area = &mut b.dataout.bytes_mut()[off..off + sizing::HEADERS_LEN];
+            area[..hdr::LEN].copy_from_slice(&hdr::Header::default().encode());
+            let mut bhs48 = [0u8; bhs::BHS_LEN];
+            let (doff, dlen) = task.prep_data_out(&mut bhs48);
+            area[hdr::LEN..].copy_from_slice(&bhs48);
+            if u64::from(doff) + u64::from(dlen) > u64::from(buf_len) {
+                iser_err!(
+                    "inconsistent Data-Out: offset {} length {} buffer {}\n",
+                    doff,
+                    dlen,
+                    buf_len
+                );
+                task.undo_data_out();
+                b.dataout_free.push(di);
+                return Err(EINVAL);
+            }
+            b.dataout.sync_for_device(off, sizing::HEADERS_LEN);
+            let sges = [
+                Sge {
+                    addr: b.dataout.dma(off),
+                    len: sizing::HEADERS_LEN as u32,
+                    lkey: b.lkey,
+                },
+                Sge {
+                    addr: iova + u64::from(doff),
+                    len: dlen,
+                    lkey,
+                },
+            ];
+            if let Err(e) = qp.post_send(None, b.cqe_of(Cqe::DataOut(di)), &sges, true) {
+                iser_err!("posting Data-Out failed: {:?}\n", e);
+                task.undo_data_out();
+                b.dataout_free.push(di);
+                return Err(e);
+            }
+            task.advance_unsol(dlen);
+        }
+        Ok(())
+    }
+
+    /// `cleanup_task` (atomic, back_lock held).
+    pub(crate) fn cleanup_task(&self, task: &mut Task<'_>) {
+        let mut g = self.dp.lock();
+        if let Some(b) = g.bound.as_mut() {
+            b.release_task(task.index());
+        }
+    }
+
+    /// Delivers a received PDU to libiscsi (no lock held).
+    fn deliver(iconn: IscsiConn, buf: &mut [u8], len: usize, max_data: usize) {
+        let body = buf.get_mut(hdr::LEN..).unwrap_or(&mut []);
+        let received = len.saturating_sub(hdr::LEN);
+        let pdu = match bhs::decode_rx(body, received, max_data) {
+            Ok(p) => p,
+            Err(e) => {
+                iser_err!("dropping received PDU: {} ({:?})\n", e.reason(), e);
+                iconn.failure(crate::ffi::iscsi::err::DATALEN);
+                return;
+            }
+        };
+        let (h, rest) = body.split_at_mut(bhs::BHS_LEN);
+        let Ok(h): core::result::Result<&mut [u8; bhs::BHS_LEN], _> = h.try_into() else {
+            return;
+        };
+        let data = rest.get_mut(..pdu.data_len).unwrap_or(&mut []);
+        let rc = iconn.complete_pdu(h, data);
+        if rc != 0 && rc as u32 != crate::ffi::iscsi::err::NO_SCSI_CMD {
+            iconn.failure(rc as u32);
+        }
+    }
+
+    fn on_rx(&self, wc: &Wc, which: Cqe) {
+        let mut g = self.dp.lock();
+        let dp = &mut *g;
+        let Some(b) = dp.bound.as_mut() else {
+            return;
+        };
+        let iconn = b.iscsi;
+        let what = if matches!(which, Cqe::LoginRx) {
+            "login_rsp"
+        } else {
+            "task_rsp"
+        };
+        if !wc.ok {
+            drop(g);
+            log_wc_error(what, wc);
+            if !wc.flushed {
+                iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
+            }
+            return;
+        }
+        let len = wc.byte_len as usize;
+        if let Cqe::LoginRx = which {
+            b.login_rsp.sync_for_cpu(0, sizing::RX_LOGIN_SIZE);
+            let n = len.min(sizing::RX_LOGIN_SIZE);
+            let mut copy = KVec::new();
+            if copy
+                .extend_from_slice(&b.login_rsp.bytes()[..n], GFP_ATOMIC)
+                .is_err()
+            {
+                drop(g);
+                iser_err!("no memory for a login response\n");
+                iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                return;
+            }
+            let flags = copy.get(hdr::LEN + 1).copied().unwrap_or(0);
+            let op = copy.get(hdr::LEN).copied().unwrap_or(0) & bhs::OPCODE_MASK;
+            let ffp = op == bhs::OP_LOGIN_RSP
+                && flags & LOGIN_TRANSIT != 0
+                && flags & LOGIN_NSG_MASK == FULL_FEATURE_PHASE;
+            if ffp && !b.discovery {
+                if let Some(qp) = &dp.qp {
+                    if let Err(e) = b.post_rx(qp, 0) {
+                        iser_err!("posting receive buffer 0 failed: {:?}\n", e);
+                    }
+                }
+            }
+            drop(g);
+            Self::deliver(iconn, &mut copy, n, sizing::LOGIN_DATA_LEN);
+            return;
+        }
+        let Cqe::Rx(i) = which else { return };
+        let off = i * sizing::RX_PAYLOAD;
+        b.rx.sync_for_cpu(off, sizing::RX_PAYLOAD);
+        let mut d = Deferred {
+            buf: [0; sizing::RX_PAYLOAD],
+            len: len.min(sizing::RX_PAYLOAD),
+        };
+        d.buf
+            .copy_from_slice(&b.rx.bytes()[off..off + sizing::RX_PAYLOAD]);
+        // The copy is ours: give the buffer back to the target right away (4.11).
+        if let Some(qp) = &dp.qp {
+            if let Err(e) = b.post_rx(qp, i) {
+                iser_err!("reposting receive buffer {} failed: {:?}\n", i, e);
+            }
+        }
+        let itt = d
+            .buf
+            .get(hdr::LEN..hdr::LEN + bhs::BHS_LEN)
+            .and_then(|s| <&[u8; bhs::BHS_LEN]>::try_from(s).ok())
+            .map(bhs::itt);
+        let slot_idx = itt
+            .filter(|&t| t != bhs::RESERVED_ITT)
+            // libiscsi builds ITTs as `index | age << 28` in host order (`build_itt`), and
+            // the target echoes the bytes.
+            .map(|t| (t & ITT_INDEX_MASK) as usize)
+            .filter(|&s| s < b.n);
+        if let Some(rkey) = wc.invalidated_rkey {
+            if let Err(reason) = Self::remote_invalidate(b, slot_idx, rkey) {
+                drop(g);
+                iser_err!("{} (rkey {:#x}), terminating connection\n", reason, rkey);
+                iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                return;
+            }
+        }
+        // A task completes only after its SEND completed too (iser-spec.md 11, latent
+        // issues): hold the response until then.
+        if let Some(s) = slot_idx.and_then(|s| b.slots.get_mut(s)) {
+            if s.sends_pending > 0 && s.deferred.is_none() {
+                match KBox::new(d, GFP_ATOMIC) {
+                    Ok(bx) => {
+                        s.deferred = Some(bx);
+                        return;
+                    }
+                    Err(_) => {
+                        iser_warn!("no memory to defer a response; delivering it now\n");
+                        // `d` was moved into the failed allocation; fall through below with
+                        // a fresh copy.
+                        let mut again = Deferred {
+                            buf: [0; sizing::RX_PAYLOAD],
+                            len: len.min(sizing::RX_PAYLOAD),
+                        };
+                        again
+                            .buf
+                            .copy_from_slice(&b.rx.bytes()[off..off + sizing::RX_PAYLOAD]);
+                        drop(g);
+                        let l = again.len;
+                        Self::deliver(iconn, &mut again.buf, l, sizing::RECV_DATA_SEG_LEN);
+                        return;
+                    }
+                }
+            }
+        }
+        drop(g);
+        let l = d.len;
+        Self::deliver(iconn, &mut d.buf, l, sizing::RECV_DATA_SEG_LEN);
+    }
+
+    /// Checks a Send with Invalidate against the task's registration (5.5).
+    fn remote_invalidate(
+        b: &mut Bound,
+        slot: Option<usize>,
+        rkey: u32,
+    ) -> core::result::Result<(), &'static str> {
+        if !b.remote_inv {
+            return Err("unexpected remote invalidation");
+        }
+        let s = slot
+            .and_then(|s| b.slots.get(s))
+            .ok_or("remote invalidation for an unknown task")?;
+        let mut matched = false;
+        for d in s.dirs.iter().flatten() {
+            let Some(i) = d.fr else {
+                return Err("remote invalidation of an unregistered buffer");
+            };
+            if let Some(f) = b.fr.get_mut(i) {
+                if f.mr.rkey() == rkey {
+                    f.need_inval = false;
+                    matched = true;
+                }
+            }
+        }
+        if matched {
+            Ok(())
+        } else {
+            Err("bogus remote invalidation")
+        }
+    }
+
+    fn on_send(&self, wc: &Wc, i: usize) {
+        let mut g = self.dp.lock();
+        let Some(b) = g.bound.as_mut() else {
+            return;
+        };
+        let iconn = b.iscsi;
+        let (put, deferred) = match b.slots.get_mut(i) {
+            Some(s) => {
+                s.sends_pending = s.sends_pending.saturating_sub(1);
+                if s.sends_pending == 0 {
+                    (s.put_on_send.take(), s.deferred.take())
+                } else {
+                    (None, None)
+                }
+            }
+            None => (None, None),
+        };
+        drop(g);
+        if !wc.ok {
+            log_wc_error("command/control", wc);
+            if !wc.flushed {
+                iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
+            }
+        }
+        if let Some(p) = put {
+            p.put();
+        }
+        if let Some(mut d) = deferred {
+            let l = d.len;
+            Self::deliver(iconn, &mut d.buf, l, sizing::RECV_DATA_SEG_LEN);
+        }
+    }
+}
+
+impl CqHandler for IserConn {
+    fn complete(&self, wc: &Wc) {
+        let which = {
+            let g = self.dp.lock();
+            match g.bound.as_ref().and_then(|b| b.which(wc.cqe)) {
+                Some(w) => w,
+                None => return,
+            }
+        };
+        match which {
+            Cqe::Send(i) => self.on_send(wc, i),
+            Cqe::Rx(_) | Cqe::LoginRx => self.on_rx(wc, which),
+            Cqe::Reg => {
+                log_wc_error("memreg", wc);
+                if !wc.flushed {
+                    let g = self.dp.lock();
+                    let i = g.bound.as_ref().map(|b| b.iscsi);
+                    drop(g);
+                    if let Some(i) = i {
+                        i.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                    }
+                }
+            }
+            Cqe::DataOut(di) => {
+                let mut g = self.dp.lock();
+                let i = g.bound.as_mut().map(|b| {
+                    b.dataout_free.push(di);
+                    b.iscsi
+                });
+                drop(g);
+                if !wc.ok {
+                    log_wc_error("dataout", wc);
+                    if let (false, Some(i)) = (wc.flushed, i) {
+                        i.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl CmHandler for IserConn {
+    fn cm_event(this: &Arc<Self>, ev: &CmEvent<'_>) -> bool {
+        iser_info!(
+            "cm event {} ({}) status {} to {}\n",
+            ev.name,
+            ev.raw,
+            ev.status,
+            this.peer
+        );
+        let mut ctrl = this.ctrl.lock();
+        match ev.kind {
+            CmEventKind::AddrResolved => {
+                if ctrl.state == State::Pending {
+                    if let Err(e) = this.addr_resolved(&mut ctrl) {
+                        iser_err!(
+                            "connection to {} failed after address resolution: {:?}\n",
+                            this.peer,
+                            e
+                        );
+                        this.connect_error(&mut ctrl);
+                    }
+                }
+            }
+            CmEventKind::RouteResolved => {
+                if ctrl.state == State::Pending {
+                    if let Err(e) = this.route_resolved(&mut ctrl) {
+                        iser_err!(
+                            "connection to {} failed after route resolution: {:?}\n",
+                            this.peer,
+                            e
+                        );
+                        this.connect_error(&mut ctrl);
+                    }
+                }
+            }
+            CmEventKind::Established => {
+                if ctrl.state == State::Pending {
+                    let rep = cm::Reply::decode(ev.private_data);
+                    ctrl.remote_inv = cm::remote_invalidation(ctrl.req, rep);
+                    if let Some(qpn) = ctrl.cm_id.as_ref().and_then(|id| id.qp_nums()) {
+                        iser_info!(
+                            "connected to {} (qp {:#x}, remote invalidation {})\n",
+                            this.peer,
+                            qpn,
+                            ctrl.remote_inv
+                        );
+                    }
+                    ctrl.state = State::Up;
+                    this.up.notify_all();
+                }
+            }
+            CmEventKind::Rejected => {
+                iser_err!(
+                    "Connection rejected: {}\n",
+                    ev.reject_msg.unwrap_or(kernel::c_str!("unknown"))
+                );
+                this.connect_error(&mut ctrl);
+            }
+            CmEventKind::ConnectError => {
+                iser_err!(
+                    "connection to {} failed: {} ({})\n",
+                    this.peer,
+                    ev.name,
+                    ev.status
+                );
+                this.connect_error(&mut ctrl);
+            }
+            CmEventKind::Disconnected => {
+                if this.terminate(&mut ctrl) {
+                    match &ctrl.iscsi {
+                        Some(i) => i.failure(crate::ffi::iscsi::err::CONN_FAILED),
+                        None => iser_warn!("iscsi_iser connection isn't bound\n"),
+                    }
+                }
+            }
+            CmEventKind::DeviceRemoval => {
+                // Release everything tied to the device now: iscsid may not be running, and
+                // the device goes away when we return (3.9). The CM destroys the id.
+                let bound = ctrl.iscsi;
+                let was_up = ctrl.state == State::Up;
+                let mut left = this.release_rdma(&mut ctrl);
+                if was_up {
+                    if let Some(i) = bound {
+                        i.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                    }
+                }
+                if let Some(id) = left.cm_id.take() {
+                    id.hand_over_to_cm();
+                    drop(ctrl);
+                    return true;
+                }
+            }
+            CmEventKind::Other => {
+                iser_warn!("Unexpected RDMA CM event: {} ({})\n", ev.name, ev.raw);
+            }
+        }
+        false
+    }
+}
+
+impl IserConn {
+    fn connect_error(&self, ctrl: &mut Ctrl) {
+        if matches!(ctrl.state, State::Pending | State::Init | State::Up) {
+            ctrl.state = State::Terminating;
+        }
+        self.up.notify_all();
+    }
+
+    fn addr_resolved(&self, ctrl: &mut Ctrl) -> Result {
+        let id = ctrl.cm_id.as_ref().ok_or(EINVAL)?;
+        let dev = id.device().ok_or(ENODEV)?;
+        let devs = DEVICES.get().ok_or(ENODEV)?;
+        let d = devs.get(dev)?;
+        let caps = d.caps;
+        if params::pi_enable() {
+            // T10-PI needs an integrity-capable HCA (soft-RoCE and soft-iWARP have none), and
+            // this version does not implement the signature path on any device yet.
+            if caps.integrity_handover {
+                iser_warn!(
+                    "T10-PI offload is not implemented in this version, continue without T10-PI on {}\n",
+                    dev.name()
+                );
+            } else {
+                iser_warn!(
+                    "T10-PI requested but not supported on {}, continue without T10-PI\n",
+                    dev.name()
+                );
+            }
+        }
+        let s = sizing::connection(
+            params::max_sectors(),
+            sizing::DevLimits {
+                max_qp_wr: caps.max_qp_wr,
+                max_fast_reg_page_list_len: caps.max_fast_reg_page_list_len,
+                sg_gaps: caps.sg_gaps_reg,
+            },
+        );
+        let s = match s {
+            Ok(s) => s,
+            Err(e) => {
+                iser_err!("device {}: {}\n", dev.name(), e.reason());
+                devs.put(d);
+                return Err(EINVAL);
+            }
+        };
+        ctrl.device = Some(d);
+        ctrl.sizing = Some(s);
+        id.resolve_route(RESOLVE_TIMEOUT_MS)
+    }
+
+    fn route_resolved(self: &Arc<Self>, ctrl: &mut Ctrl) -> Result {
+        let (Some(d), Some(s), Some(id)) = (ctrl.device.clone(), ctrl.sizing, ctrl.cm_id.as_ref())
+        else {
+            return Err(EINVAL);
+        };
+        let cq = Cq::new(d.dev, s.nr_cqe)?;
+        let qp = id.create_qp(
+            &d.pd,
+            cq,
+            QpCaps {
+                max_send_wr: s.max_send_wr,
+                max_recv_wr: s.max_recv_wr,
+                max_send_sge: 2,
+                max_recv_sge: 1,
+            },
+            self.clone(),
+        )?;
+        {
+            let _bh = bh::Disabled::new();
+            self.dp.lock().qp = Some(qp);
+        }
+        let pd = ctrl.req.encode();
+        id.connect_locked(&ConnParam {
+            private_data: &pd,
+            responder_resources: d.caps.max_qp_rd_atom.min(u32::from(u8::MAX)) as u8,
+            initiator_depth: 1,
+            retry_count: 7,
+            rnr_retry_count: 6,
+        })
+    }
+}

@@ -1,0 +1,1198 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+
+//! RDMA wrappers: RDMA CM ids, protection domains, CQs from the device pool, RC QPs, fast
+//! registration MRs, DMA mappings and work requests.
+//!
+//! The driver above sees owned handles whose `Drop` releases the C object, borrowed device
+//! handles, and a completion trait. Lifetime rules the C API imposes and that the types
+//! cannot express alone are written down as `# Invariants` and are upheld by the teardown
+//! order of `conn.rs` (drain the QP before anything a work request references is freed;
+//! destroy the QP before its CQ; free every per-device object before the DEVICE_REMOVAL
+//! handler returns).
+
+use super::bindings;
+use core::ffi::c_void;
+use core::net::SocketAddr;
+use core::ptr::NonNull;
+use kernel::error::{code::*, to_result};
+use kernel::ffi::c_int;
+use kernel::prelude::*;
+use kernel::str::CStr;
+use kernel::sync::Arc;
+use kernel::types::Opaque;
+
+/// Access flags of every fast registration (local write, remote read and write).
+const MR_ACCESS: c_int = (bindings::ib_access_flags_IB_ACCESS_LOCAL_WRITE
+    | bindings::ib_access_flags_IB_ACCESS_REMOTE_READ
+    | bindings::ib_access_flags_IB_ACCESS_REMOTE_WRITE) as c_int;
+
+/// Registration page size (`SZ_4K`, iser-spec.md 5.3).
+pub(crate) const REG_PAGE_SIZE: u32 = 4096;
+
+/// Converts an `ERR_PTR`-or-valid pointer into a `Result`.
+fn from_err_ptr<T>(ptr: *mut T) -> Result<NonNull<T>> {
+    let v = ptr as isize;
+    if (-4095..0).contains(&v) {
+        return Err(Error::from_errno(v as c_int));
+    }
+    NonNull::new(ptr).ok_or(ENOMEM)
+}
+
+/// What the driver needs to know about an RDMA device.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DeviceCaps {
+    /// `IB_DEVICE_MEM_MGT_EXTENSIONS`: fast registration work requests.
+    pub(crate) mem_mgt_extensions: bool,
+    /// `IBK_SG_GAPS_REG`: MRs can map SG lists with gaps.
+    pub(crate) sg_gaps_reg: bool,
+    /// `IBK_INTEGRITY_HANDOVER`: T10-PI offload.
+    pub(crate) integrity_handover: bool,
+    /// Largest work queue.
+    pub(crate) max_qp_wr: u32,
+    /// Outstanding RDMA reads/atomics as responder.
+    pub(crate) max_qp_rd_atom: u32,
+    /// Pages per fast-registration MR.
+    pub(crate) max_fast_reg_page_list_len: u32,
+}
+
+/// A borrowed RDMA device.
+///
+/// # Invariants
+///
+/// `ptr` points to a registered `struct ib_device`. Holders keep it only while an RDMA CM id
+/// bound to the device exists or until the device's DEVICE_REMOVAL event was handled.
+#[derive(Clone, Copy)]
+pub(crate) struct DeviceRef {
+    ptr: NonNull<bindings::ib_device>,
+}
+
+// SAFETY: An `ib_device` is usable from any thread; the handle is only an address.
+unsafe impl Send for DeviceRef {}
+// SAFETY: As above.
+unsafe impl Sync for DeviceRef {}
+
+impl PartialEq for DeviceRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.ptr == other.ptr
+    }
+}
+
+impl DeviceRef {
+    fn raw(&self) -> *mut bindings::ib_device {
+        self.ptr.as_ptr()
+    }
+
+    /// The device's capabilities.
+    pub(crate) fn caps(&self) -> DeviceCaps {
+        // SAFETY: `ptr` is valid by the type invariant; `attrs` is read-only after
+        // registration.
+        let attrs = unsafe { &(*self.raw()).attrs };
+        DeviceCaps {
+            mem_mgt_extensions: attrs.device_cap_flags
+                & (bindings::ib_device_cap_flags_IB_DEVICE_MEM_MGT_EXTENSIONS as u64)
+                != 0,
+            sg_gaps_reg: attrs.kernel_cap_flags
+                & (bindings::ib_kernel_cap_flags_IBK_SG_GAPS_REG as u64)
+                != 0,
+            integrity_handover: attrs.kernel_cap_flags
+                & (bindings::ib_kernel_cap_flags_IBK_INTEGRITY_HANDOVER as u64)
+                != 0,
+            max_qp_wr: attrs.max_qp_wr.max(0) as u32,
+            max_qp_rd_atom: attrs.max_qp_rd_atom.max(0) as u32,
+            max_fast_reg_page_list_len: attrs.max_fast_reg_page_list_len,
+        }
+    }
+
+    /// The device name (`rxe0`, `siw0`, `mlx5_0`, ...).
+    pub(crate) fn name(&self) -> &CStr {
+        // SAFETY: `ptr` is valid; `dev_name` of a registered device is a NUL-terminated
+        // string that lives as long as the device.
+        unsafe { CStr::from_char_ptr(bindings::iser_rs_ib_device_name(self.raw())) }
+    }
+
+    /// The parent (bus) device, for `iscsi_host_add` (DMA limits propagate from it).
+    pub(crate) fn dma_parent(&self) -> *mut bindings::device {
+        // SAFETY: `ptr` is valid; the parent is set at registration.
+        unsafe { bindings::iser_rs_ib_device_parent(self.raw()) }
+    }
+
+    /// Maps `len` bytes at `addr` for DMA; returns the device address.
+    fn map_single(&self, addr: *mut u8, len: usize, dir: DmaDir) -> Result<u64> {
+        // SAFETY: `ptr` is valid; the caller (in this module) passes memory it owns and
+        // keeps alive until `unmap_single`.
+        let dma = unsafe { bindings::ib_dma_map_single(self.raw(), addr.cast(), len, dir.raw()) };
+        // SAFETY: `ptr` is valid.
+        if unsafe { bindings::ib_dma_mapping_error(self.raw(), dma) } != 0 {
+            return Err(ENOMEM);
+        }
+        Ok(dma)
+    }
+
+    fn unmap_single(&self, dma: u64, len: usize, dir: DmaDir) {
+        // SAFETY: `dma` was returned by `map_single` with the same length and direction.
+        unsafe { bindings::ib_dma_unmap_single(self.raw(), dma, len, dir.raw()) }
+    }
+}
+
+/// DMA direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DmaDir {
+    /// Memory to device.
+    ToDevice,
+    /// Device to memory.
+    FromDevice,
+}
+
+impl DmaDir {
+    fn raw(self) -> bindings::dma_data_direction {
+        match self {
+            DmaDir::ToDevice => bindings::dma_data_direction_DMA_TO_DEVICE,
+            DmaDir::FromDevice => bindings::dma_data_direction_DMA_FROM_DEVICE,
+        }
+    }
+}
+
+/// A kmalloc'ed buffer mapped for DMA for its whole life.
+///
+/// # Invariants
+///
+/// `buf` is mapped at `dma` in direction `dir` on `dev` until `drop`; the owner drops it
+/// before the device goes away (see the module documentation).
+pub(crate) struct DmaBuf {
+    buf: KVec<u8>,
+    dma: u64,
+    dir: DmaDir,
+    dev: DeviceRef,
+}
+
+impl DmaBuf {
+    /// Allocates `len` zeroed bytes and maps them.
+    pub(crate) fn new(dev: DeviceRef, len: usize, dir: DmaDir) -> Result<Self> {
+        let mut buf = KVec::from_elem(0u8, len, GFP_KERNEL)?;
+        let dma = dev.map_single(buf.as_mut_ptr(), len, dir)?;
+        Ok(DmaBuf { buf, dma, dir, dev })
+    }
+
+    /// Device address of byte `off`.
+    pub(crate) fn dma(&self, off: usize) -> u64 {
+        self.dma + off as u64
+    }
+
+    /// Makes `len` bytes at `off` visible to the CPU after the device wrote them.
+    pub(crate) fn sync_for_cpu(&self, off: usize, len: usize) {
+        let len = len.min(self.buf.len().saturating_sub(off));
+        // SAFETY: The range lies inside the mapping (clamped above).
+        unsafe {
+            bindings::ib_dma_sync_single_for_cpu(
+                self.dev.raw(),
+                self.dma + off as u64,
+                len,
+                self.dir.raw(),
+            )
+        }
+    }
+
+    /// Hands `len` bytes at `off` back to the device.
+    pub(crate) fn sync_for_device(&self, off: usize, len: usize) {
+        let len = len.min(self.buf.len().saturating_sub(off));
+        // SAFETY: The range lies inside the mapping (clamped above).
+        unsafe {
+            bindings::ib_dma_sync_single_for_device(
+                self.dev.raw(),
+                self.dma + off as u64,
+                len,
+                self.dir.raw(),
+            )
+        }
+    }
+
+    /// CPU view of the buffer (call `sync_for_cpu` first for device-written bytes).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Mutable CPU view (call `sync_for_device` afterwards).
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+}
+
+impl Drop for DmaBuf {
+    fn drop(&mut self) {
+        self.dev.unmap_single(self.dma, self.buf.len(), self.dir);
+    }
+}
+
+/// A DMA mapping (to the device) of a task's header area, which libiscsi keeps for the
+/// session's lifetime.
+///
+/// # Invariants
+///
+/// `len` bytes are mapped at `dma` on `dev` until `drop`; the memory outlives the mapping
+/// (owners drop it when the connection is torn down, before the session is destroyed).
+pub(crate) struct HdrMapping {
+    dma: u64,
+    len: usize,
+    dev: DeviceRef,
+}
+
+impl HdrMapping {
+    pub(super) fn new(dev: DeviceRef, addr: *mut u8, len: usize) -> Result<Self> {
+        let dma = dev.map_single(addr, len, DmaDir::ToDevice)?;
+        Ok(HdrMapping { dma, len, dev })
+    }
+
+    /// Device address.
+    pub(crate) fn dma(&self) -> u64 {
+        self.dma
+    }
+
+    /// Hands the CPU-written bytes to the device before a post.
+    pub(crate) fn sync_for_device(&self) {
+        // SAFETY: The range is the mapping.
+        unsafe {
+            bindings::ib_dma_sync_single_for_device(
+                self.dev.raw(),
+                self.dma,
+                self.len,
+                DmaDir::ToDevice.raw(),
+            )
+        }
+    }
+}
+
+impl Drop for HdrMapping {
+    fn drop(&mut self) {
+        self.dev.unmap_single(self.dma, self.len, DmaDir::ToDevice);
+    }
+}
+
+/// A protection domain.
+///
+/// # Invariants
+///
+/// `ptr` was returned by a successful `ib_alloc_pd` and is deallocated in `drop`.
+pub(crate) struct Pd {
+    ptr: NonNull<bindings::ib_pd>,
+}
+
+// SAFETY: A PD is usable from any thread.
+unsafe impl Send for Pd {}
+// SAFETY: Shared access only reads immutable fields.
+unsafe impl Sync for Pd {}
+
+impl Pd {
+    /// Allocates a PD; `global_rkey` asks for `IB_PD_UNSAFE_GLOBAL_RKEY`.
+    pub(crate) fn new(dev: DeviceRef, global_rkey: bool) -> Result<Self> {
+        let flags = if global_rkey {
+            bindings::ib_pd_flags_IB_PD_UNSAFE_GLOBAL_RKEY
+        } else {
+            0
+        };
+        // SAFETY: `dev` is a registered device.
+        let pd = unsafe { bindings::iser_rs_ib_alloc_pd(dev.raw(), flags) };
+        Ok(Pd {
+            ptr: from_err_ptr(pd)?,
+        })
+    }
+
+    /// The local DMA lkey of this PD.
+    pub(crate) fn local_dma_lkey(&self) -> u32 {
+        // SAFETY: `ptr` is valid; the field is immutable after allocation.
+        unsafe { (*self.ptr.as_ptr()).local_dma_lkey }
+    }
+
+    /// The PD's global rkey, if it was allocated with one.
+    pub(crate) fn global_rkey(&self) -> Option<u32> {
+        // SAFETY: As above.
+        let pd = unsafe { &*self.ptr.as_ptr() };
+        (pd.flags & bindings::ib_pd_flags_IB_PD_UNSAFE_GLOBAL_RKEY != 0)
+            .then_some(pd.unsafe_global_rkey)
+    }
+}
+
+impl Drop for Pd {
+    fn drop(&mut self) {
+        // SAFETY: By the invariant; every MR and QP of this PD is gone (owners drop them
+        // first).
+        unsafe { bindings::ib_dealloc_pd(self.ptr.as_ptr()) }
+    }
+}
+
+/// An asynchronous event from a device, for logging.
+pub(crate) struct AsyncEvent<'a> {
+    /// Device name.
+    pub(crate) device: &'a CStr,
+    /// Event name (`ib_event_msg`).
+    pub(crate) name: &'a CStr,
+    /// Event number.
+    pub(crate) event: u32,
+    /// Port number (meaningful for port events only).
+    pub(crate) port: u32,
+}
+
+/// A registered device async event handler calling `F`.
+///
+/// # Invariants
+///
+/// `h` is registered with `ib_register_event_handler` until `drop`.
+pub(crate) struct EventHandler {
+    h: Pin<KBox<Opaque<bindings::ib_event_handler>>>,
+}
+
+// SAFETY: Registration state is owned; unregistering from any thread is allowed.
+unsafe impl Send for EventHandler {}
+// SAFETY: No shared access.
+unsafe impl Sync for EventHandler {}
+
+/// The callback an [`EventHandler`] runs (any context the core chooses; it only logs).
+pub(crate) type EventFn = fn(&AsyncEvent<'_>);
+
+impl EventHandler {
+    /// Registers a handler for `dev` that calls `f`.
+    pub(crate) fn new(dev: DeviceRef, f: EventFn) -> Result<Self> {
+        let h = KBox::pin(
+            Opaque::new(bindings::ib_event_handler {
+                device: dev.raw(),
+                handler: Some(event_trampoline),
+                ..Default::default()
+            }),
+            GFP_KERNEL,
+        )?;
+        EVENT_FN.store(f as *mut (), core::sync::atomic::Ordering::Release);
+        // SAFETY: `h` is initialised and stays at this address until unregistered in `drop`.
+        unsafe { bindings::ib_register_event_handler(h.get()) };
+        Ok(EventHandler { h })
+    }
+}
+
+impl Drop for EventHandler {
+    fn drop(&mut self) {
+        // SAFETY: Registered by the invariant.
+        unsafe { bindings::ib_unregister_event_handler(self.h.get()) };
+    }
+}
+
+/// The logger every handler calls (one driver, one logger).
+static EVENT_FN: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+extern "C" fn event_trampoline(h: *mut bindings::ib_event_handler, ev: *mut bindings::ib_event) {
+    let f = EVENT_FN.load(core::sync::atomic::Ordering::Acquire);
+    if f.is_null() {
+        return;
+    }
+    // SAFETY: Only `EventFn` values are stored in `EVENT_FN`.
+    let f: EventFn = unsafe { core::mem::transmute::<*mut (), EventFn>(f) };
+    // SAFETY: The core passes a registered handler and a valid event.
+    let (dev, event, port) = unsafe { ((*h).device, (*ev).event, (*ev).element.port_num) };
+    // SAFETY: `ib_event_msg` returns a static string; the device is registered.
+    let (name, device) = unsafe {
+        (
+            CStr::from_char_ptr(bindings::ib_event_msg(event)),
+            CStr::from_char_ptr(bindings::iser_rs_ib_device_name(dev)),
+        )
+    };
+    f(&AsyncEvent {
+        device,
+        name,
+        event,
+        port,
+    });
+}
+
+/// RDMA CM events the driver distinguishes (iser-spec.md 3.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CmEventKind {
+    /// Address resolved.
+    AddrResolved,
+    /// Route resolved.
+    RouteResolved,
+    /// Connection established.
+    Established,
+    /// Peer rejected the connection.
+    Rejected,
+    /// Address, route, connect error or unreachable.
+    ConnectError,
+    /// Disconnected, address change or timewait exit.
+    Disconnected,
+    /// The device is being removed.
+    DeviceRemoval,
+    /// Anything else.
+    Other,
+}
+
+/// One RDMA CM event, decoded.
+pub(crate) struct CmEvent<'a> {
+    /// What happened.
+    pub(crate) kind: CmEventKind,
+    /// Raw event number.
+    pub(crate) raw: u32,
+    /// Event name (`rdma_event_msg`).
+    pub(crate) name: &'a CStr,
+    /// Event status.
+    pub(crate) status: i32,
+    /// Connection private data (ESTABLISHED, REJECTED), if any.
+    pub(crate) private_data: Option<&'a [u8]>,
+    /// Reject reason string (REJECTED).
+    pub(crate) reject_msg: Option<&'a CStr>,
+}
+
+/// The owner of an RDMA CM id: receives its events (process context, may sleep).
+pub(crate) trait CmHandler: Send + Sync + Sized {
+    /// Handles one event. Returning `true` is only allowed after
+    /// [`CmId::hand_over_to_cm`] consumed the id (the CM then destroys it).
+    fn cm_event(this: &Arc<Self>, ev: &CmEvent<'_>) -> bool;
+}
+
+/// An RDMA CM id of an RC connection in the initial network namespace.
+///
+/// # Invariants
+///
+/// - `ptr` was returned by `rdma_create_id` with context `Arc::into_raw` of a `T`; that
+///   reference is owned by this value and released after `rdma_destroy_id` in `drop`.
+/// - `has_qp` tells whether `rdma_create_qp` succeeded and `rdma_destroy_qp` did not run.
+pub(crate) struct CmId<T: CmHandler> {
+    ptr: NonNull<bindings::rdma_cm_id>,
+    ctx: *const T,
+}
+
+// SAFETY: CM ids may be used and destroyed from any process context.
+unsafe impl<T: CmHandler> Send for CmId<T> {}
+// SAFETY: Methods taking `&self` only read the id or call thread-safe CM functions.
+unsafe impl<T: CmHandler> Sync for CmId<T> {}
+
+impl<T: CmHandler> CmId<T> {
+    /// Creates an id whose events go to `ctx`.
+    pub(crate) fn new(ctx: Arc<T>) -> Result<Self> {
+        let raw = Arc::into_raw(ctx);
+        // SAFETY: `cm_trampoline::<T>` matches `rdma_cm_event_handler`; `raw` stays valid
+        // until we release it after `rdma_destroy_id`.
+        let id = unsafe {
+            bindings::iser_rs_rdma_create_id(Some(cm_trampoline::<T>), raw.cast_mut().cast())
+        };
+        match from_err_ptr(id) {
+            Ok(ptr) => Ok(CmId { ptr, ctx: raw }),
+            Err(e) => {
+                // SAFETY: The id was not created, so we still own the reference.
+                drop(unsafe { Arc::from_raw(raw) });
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts address resolution of `dst` (ADDR_RESOLVED or ADDR_ERROR follows).
+    pub(crate) fn resolve_addr(&self, dst: &SocketAddr, timeout_ms: u32) -> Result {
+        let mut ss = bindings::__kernel_sockaddr_storage::default();
+        sockaddr_fill(&mut ss, dst);
+        // SAFETY: `ptr` is valid; `ss` holds a valid sockaddr for the duration of the call
+        // (the CM copies it).
+        to_result(unsafe {
+            bindings::rdma_resolve_addr(
+                self.ptr.as_ptr(),
+                core::ptr::null_mut(),
+                (&raw mut ss).cast(),
+                timeout_ms as _,
+            )
+        })
+    }
+
+    /// Starts route resolution (ROUTE_RESOLVED or ROUTE_ERROR follows).
+    pub(crate) fn resolve_route(&self, timeout_ms: u32) -> Result {
+        // SAFETY: `ptr` is valid.
+        to_result(unsafe { bindings::rdma_resolve_route(self.ptr.as_ptr(), timeout_ms as _) })
+    }
+
+    /// The device the id is bound to (after ADDR_RESOLVED).
+    pub(crate) fn device(&self) -> Option<DeviceRef> {
+        // SAFETY: `ptr` is valid; `device` is set by address resolution and stable while
+        // the id is bound.
+        NonNull::new(unsafe { (*self.ptr.as_ptr()).device }).map(|ptr| DeviceRef { ptr })
+    }
+
+    /// Connects from inside the CM handler (`rdma_connect_locked`).
+    pub(crate) fn connect_locked(&self, p: &ConnParam<'_>) -> Result {
+        let mut cp = bindings::rdma_conn_param {
+            private_data: p.private_data.as_ptr().cast(),
+            private_data_len: p.private_data.len() as u8,
+            responder_resources: p.responder_resources,
+            initiator_depth: p.initiator_depth,
+            retry_count: p.retry_count,
+            rnr_retry_count: p.rnr_retry_count,
+            ..Default::default()
+        };
+        // SAFETY: `ptr` is valid; called from the id's own event handler (the caller's
+        // contract, see `ConnParam`); `cp` and the private data outlive the call.
+        to_result(unsafe { bindings::rdma_connect_locked(self.ptr.as_ptr(), &raw mut cp) })
+    }
+
+    /// Disconnects (errors are returned for logging only).
+    pub(crate) fn disconnect(&self) -> Result {
+        // SAFETY: `ptr` is valid.
+        to_result(unsafe { bindings::rdma_disconnect(self.ptr.as_ptr()) })
+    }
+
+    /// Formats the destination address or port into `buf` the way iscsid reads it.
+    pub(crate) fn dst_param(&self, param: u32, buf: &mut SysfsBuf) -> Result<usize> {
+        // SAFETY: `ptr` is valid; `route.addr.dst_addr` is a `sockaddr_storage` inside it;
+        // `buf` is a sysfs page.
+        let n = unsafe {
+            bindings::iscsi_conn_get_addr_param(
+                (&raw mut (*self.ptr.as_ptr()).route.addr.dst_addr).cast(),
+                param,
+                buf.ptr,
+            )
+        };
+        if n < 0 {
+            Err(Error::from_errno(n))
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// Creates the RC QP of this id (after ROUTE_RESOLVED). `ctx` receives the completions
+    /// of `cq`, which the QP owns from now on.
+    pub(crate) fn create_qp<H: CqHandler>(
+        &self,
+        pd: &Pd,
+        cq: Cq,
+        caps: QpCaps,
+        ctx: Arc<H>,
+    ) -> Result<Qp<H>> {
+        let raw = Arc::into_raw(ctx);
+        let mut attr = bindings::ib_qp_init_attr {
+            event_handler: Some(qp_event_trampoline),
+            qp_context: raw.cast_mut().cast(),
+            send_cq: cq.ptr.as_ptr(),
+            recv_cq: cq.ptr.as_ptr(),
+            cap: bindings::ib_qp_cap {
+                max_send_wr: caps.max_send_wr,
+                max_recv_wr: caps.max_recv_wr,
+                max_send_sge: caps.max_send_sge,
+                max_recv_sge: caps.max_recv_sge,
+                max_inline_data: 0,
+                ..Default::default()
+            },
+            sq_sig_type: bindings::ib_sig_type_IB_SIGNAL_REQ_WR,
+            qp_type: bindings::ib_qp_type_IB_QPT_RC,
+            ..Default::default()
+        };
+        let (id, pdp) = (self.ptr.as_ptr(), pd.ptr.as_ptr());
+        // SAFETY: `id` is valid and bound to `pd`'s device (route resolved); `attr` is
+        // fully initialised.
+        let rc = unsafe { bindings::rdma_create_qp(id, pdp, &raw mut attr) };
+        if rc != 0 {
+            // SAFETY: The QP was not created; we still own the reference.
+            drop(unsafe { Arc::from_raw(raw) });
+            return Err(Error::from_errno(rc));
+        }
+        // SAFETY: `rdma_create_qp` succeeded, so `id->qp` is set.
+        let qp = unsafe { (*self.ptr.as_ptr()).qp };
+        Ok(Qp {
+            qp: NonNull::new(qp).ok_or(EINVAL)?,
+            id: self.ptr,
+            cq,
+            ctx: raw,
+        })
+    }
+
+    /// Local and remote QP numbers, for the log.
+    pub(crate) fn qp_nums(&self) -> Option<u32> {
+        // SAFETY: `ptr` is valid; `qp` is NULL or a live QP.
+        let qp = unsafe { (*self.ptr.as_ptr()).qp };
+        // SAFETY: Non-NULL `qp` is valid while the id has it.
+        (!qp.is_null()).then(|| unsafe { (*qp).qp_num })
+    }
+
+    /// Gives the id to the CM from inside a DEVICE_REMOVAL handler: the handler must then
+    /// return `true`, and the CM destroys the id itself.
+    pub(crate) fn hand_over_to_cm(self) {
+        let ctx = self.ctx;
+        core::mem::forget(self);
+        // SAFETY: The CM destroys the id after the handler returns and calls no handler
+        // again; the reference we owned is released here (the trampoline holds its own).
+        drop(unsafe { Arc::from_raw(ctx) });
+    }
+}
+
+impl<T: CmHandler> Drop for CmId<T> {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` is valid; the caller is in process context and does not hold a lock
+        // the handler takes (rdma_destroy_id waits for running handlers).
+        unsafe { bindings::rdma_destroy_id(self.ptr.as_ptr()) };
+        // SAFETY: No handler runs any more; release the reference the id owned.
+        drop(unsafe { Arc::from_raw(self.ctx) });
+    }
+}
+
+fn sockaddr_fill(ss: &mut bindings::__kernel_sockaddr_storage, dst: &SocketAddr) {
+    let p = (ss as *mut bindings::__kernel_sockaddr_storage).cast::<u8>();
+    match dst {
+        SocketAddr::V4(a) => {
+            let sin = bindings::sockaddr_in {
+                sin_family: bindings::AF_INET as _,
+                sin_port: a.port().to_be(),
+                sin_addr: bindings::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                ..Default::default()
+            };
+            // SAFETY: `sockaddr_storage` is larger than `sockaddr_in`.
+            unsafe { p.cast::<bindings::sockaddr_in>().write_unaligned(sin) };
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = bindings::sockaddr_in6 {
+                sin6_family: bindings::AF_INET6 as _,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo().to_be(),
+                sin6_addr: bindings::in6_addr {
+                    in6_u: bindings::in6_addr__bindgen_ty_1 {
+                        u6_addr8: a.ip().octets(),
+                    },
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: `sockaddr_storage` is larger than `sockaddr_in6`.
+            unsafe { p.cast::<bindings::sockaddr_in6>().write_unaligned(sin6) };
+        }
+    }
+}
+
+extern "C" fn cm_trampoline<T: CmHandler>(
+    id: *mut bindings::rdma_cm_id,
+    ev: *mut bindings::rdma_cm_event,
+) -> c_int {
+    // SAFETY: The CM passes the id it created with our context, which a `CmId<T>` or the
+    // CM-owned handover keeps alive while handlers can run.
+    let ctx = unsafe { (*id).context as *const T };
+    // SAFETY: `ctx` came from `Arc::into_raw` and is alive (see above); take our own
+    // reference for the duration of the handler.
+    let this = unsafe { kernel::sync::ArcBorrow::<T>::from_raw(ctx) };
+    let this: Arc<T> = this.into();
+    // SAFETY: The CM passes a valid event for the duration of the call.
+    let ev = unsafe { &*ev };
+    let raw = ev.event;
+    use bindings::*;
+    #[allow(non_upper_case_globals)]
+    let kind = match raw {
+        rdma_cm_event_type_RDMA_CM_EVENT_ADDR_RESOLVED => CmEventKind::AddrResolved,
+        rdma_cm_event_type_RDMA_CM_EVENT_ROUTE_RESOLVED => CmEventKind::RouteResolved,
+        rdma_cm_event_type_RDMA_CM_EVENT_ESTABLISHED => CmEventKind::Established,
+        rdma_cm_event_type_RDMA_CM_EVENT_REJECTED => CmEventKind::Rejected,
+        rdma_cm_event_type_RDMA_CM_EVENT_ADDR_ERROR
+        | rdma_cm_event_type_RDMA_CM_EVENT_ROUTE_ERROR
+        | rdma_cm_event_type_RDMA_CM_EVENT_CONNECT_ERROR
+        | rdma_cm_event_type_RDMA_CM_EVENT_UNREACHABLE => CmEventKind::ConnectError,
+        rdma_cm_event_type_RDMA_CM_EVENT_DISCONNECTED
+        | rdma_cm_event_type_RDMA_CM_EVENT_ADDR_CHANGE
+        | rdma_cm_event_type_RDMA_CM_EVENT_TIMEWAIT_EXIT => CmEventKind::Disconnected,
+        rdma_cm_event_type_RDMA_CM_EVENT_DEVICE_REMOVAL => CmEventKind::DeviceRemoval,
+        _ => CmEventKind::Other,
+    };
+    let private_data = match kind {
+        // SAFETY: `param.conn` is the active union member for connection events; for others
+        // we do not read it. The CM keeps the private data valid during the handler.
+        CmEventKind::Established | CmEventKind::Rejected => unsafe {
+            let c = &ev.param.conn;
+            (!c.private_data.is_null()).then(|| {
+                core::slice::from_raw_parts(
+                    c.private_data.cast::<u8>(),
+                    usize::from(c.private_data_len),
+                )
+            })
+        },
+        _ => None,
+    };
+    // SAFETY: `rdma_event_msg` and `rdma_reject_msg` return static strings.
+    let name = unsafe { CStr::from_char_ptr(rdma_event_msg(raw)) };
+    let reject_msg = (kind == CmEventKind::Rejected)
+        // SAFETY: As above; `id` is valid.
+        .then(|| unsafe { CStr::from_char_ptr(rdma_reject_msg(id, ev.status)) });
+    let e = CmEvent {
+        kind,
+        raw,
+        name,
+        status: ev.status,
+        private_data,
+        reject_msg,
+    };
+    c_int::from(T::cm_event(&this, &e))
+}
+
+/// Connection parameters for `rdma_connect_locked`.
+pub(crate) struct ConnParam<'a> {
+    /// iSER CM private data.
+    pub(crate) private_data: &'a [u8],
+    /// Responder resources.
+    pub(crate) responder_resources: u8,
+    /// Initiator depth.
+    pub(crate) initiator_depth: u8,
+    /// Transport retries.
+    pub(crate) retry_count: u8,
+    /// RNR retries.
+    pub(crate) rnr_retry_count: u8,
+}
+
+/// Queue sizes of a QP.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct QpCaps {
+    /// Send queue depth.
+    pub(crate) max_send_wr: u32,
+    /// Receive queue depth.
+    pub(crate) max_recv_wr: u32,
+    /// Gather entries per send.
+    pub(crate) max_send_sge: u32,
+    /// Scatter entries per receive.
+    pub(crate) max_recv_sge: u32,
+}
+
+/// A completion queue from the device's CQ pool, polled in softirq context.
+///
+/// # Invariants
+///
+/// `ptr` came from `ib_cq_pool_get(.., nr_cqe, ..)` and is put back in `drop`.
+pub(crate) struct Cq {
+    ptr: NonNull<bindings::ib_cq>,
+    nr_cqe: u32,
+}
+
+// SAFETY: CQs are used from any context by the core.
+unsafe impl Send for Cq {}
+// SAFETY: No shared mutable access from Rust.
+unsafe impl Sync for Cq {}
+
+impl Cq {
+    /// Takes a CQ with room for `nr_cqe` entries from `dev`'s pool.
+    pub(crate) fn new(dev: DeviceRef, nr_cqe: u32) -> Result<Self> {
+        // SAFETY: `dev` is registered.
+        let cq = unsafe {
+            bindings::ib_cq_pool_get(
+                dev.raw(),
+                nr_cqe,
+                -1,
+                bindings::ib_poll_context_IB_POLL_SOFTIRQ,
+            )
+        };
+        Ok(Cq {
+            ptr: from_err_ptr(cq)?,
+            nr_cqe,
+        })
+    }
+}
+
+impl Drop for Cq {
+    fn drop(&mut self) {
+        // SAFETY: By the invariant; the QP using it was destroyed first (`Qp` owns the CQ).
+        unsafe { bindings::ib_cq_pool_put(self.ptr.as_ptr(), self.nr_cqe) }
+    }
+}
+
+extern "C" fn qp_event_trampoline(ev: *mut bindings::ib_event, _ctx: *mut c_void) {
+    // SAFETY: The core passes a valid event; `ib_event_msg` returns a static string.
+    let (event, name) = unsafe {
+        let e = (*ev).event;
+        (e, CStr::from_char_ptr(bindings::ib_event_msg(e)))
+    };
+    iser_err!("qp event {} ({})\n", name, event);
+}
+
+/// The receiver of a QP's work completions (softirq context).
+pub(crate) trait CqHandler: Send + Sync + Sized {
+    /// One completion.
+    fn complete(&self, wc: &Wc);
+}
+
+/// A work completion, decoded.
+pub(crate) struct Wc {
+    /// Address of the `ib_cqe` the work request carried (see [`CqeTable::index_of`]).
+    pub(crate) cqe: usize,
+    /// `IB_WC_SUCCESS`.
+    pub(crate) ok: bool,
+    /// `IB_WC_WR_FLUSH_ERR`.
+    pub(crate) flushed: bool,
+    /// Raw status.
+    pub(crate) status: u32,
+    /// Bytes received.
+    pub(crate) byte_len: u32,
+    /// Vendor error code.
+    pub(crate) vendor_err: u32,
+    /// The rkey the peer invalidated with Send-with-Invalidate.
+    pub(crate) invalidated_rkey: Option<u32>,
+}
+
+impl Wc {
+    /// Human-readable status.
+    pub(crate) fn status_msg(&self) -> &'static CStr {
+        // SAFETY: `ib_wc_status_msg` returns a static string for any value.
+        unsafe { CStr::from_char_ptr(bindings::ib_wc_status_msg(self.status)) }
+    }
+}
+
+extern "C" fn cqe_done<H: CqHandler>(_cq: *mut bindings::ib_cq, wc: *mut bindings::ib_wc) {
+    // SAFETY: The core passes a valid completion whose `qp` is one of ours: only QPs created
+    // by `CmId::create_qp::<H>` use CQEs of a `CqeTable<H>`.
+    let wc = unsafe { &*wc };
+    // SAFETY: As above; `qp_context` holds the reference the `Qp<H>` owns, alive until the
+    // QP is destroyed, which happens after the drain that makes this the last completion.
+    let h = unsafe { &*((*wc.qp).qp_context as *const H) };
+    let ok = wc.status == bindings::ib_wc_status_IB_WC_SUCCESS;
+    let inv = wc.wc_flags & bindings::ib_wc_flags_IB_WC_WITH_INVALIDATE as c_int != 0;
+    let w = Wc {
+        // SAFETY: Completions of CQ-API work requests carry `wr_cqe`.
+        cqe: unsafe { wc.__bindgen_anon_1.wr_cqe } as usize,
+        ok,
+        flushed: wc.status == bindings::ib_wc_status_IB_WC_WR_FLUSH_ERR,
+        status: wc.status,
+        byte_len: wc.byte_len,
+        vendor_err: wc.vendor_err,
+        // SAFETY: Every bit pattern is a valid `u32`; the value means the invalidated rkey
+        // when IB_WC_WITH_INVALIDATE is set, and is ignored otherwise.
+        invalidated_rkey: (ok && inv).then_some(unsafe { wc.ex.invalidate_rkey }),
+    };
+    h.complete(&w);
+}
+
+/// An array of `ib_cqe`s that dispatch to `H`; a work request carries one of them and its
+/// completion is recognised by address.
+pub(crate) struct CqeTable<H: CqHandler> {
+    cqes: KVec<Opaque<bindings::ib_cqe>>,
+    _h: core::marker::PhantomData<H>,
+}
+
+// SAFETY: The entries are written once at creation and only read afterwards.
+unsafe impl<H: CqHandler> Send for CqeTable<H> {}
+// SAFETY: As above.
+unsafe impl<H: CqHandler> Sync for CqeTable<H> {}
+
+/// One entry of a [`CqeTable`], to put in a work request.
+#[derive(Clone, Copy)]
+pub(crate) struct CqeRef(*mut bindings::ib_cqe);
+
+impl<H: CqHandler> CqeTable<H> {
+    /// `n` entries.
+    pub(crate) fn new(n: usize) -> Result<Self> {
+        let mut cqes = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            cqes.push(
+                Opaque::new(bindings::ib_cqe {
+                    done: Some(cqe_done::<H>),
+                }),
+                GFP_KERNEL,
+            )?;
+        }
+        Ok(CqeTable {
+            cqes,
+            _h: core::marker::PhantomData,
+        })
+    }
+
+    /// Entry `i` (panics if out of range: callers index with their own bounds).
+    pub(crate) fn get(&self, i: usize) -> CqeRef {
+        CqeRef(self.cqes[i].get())
+    }
+
+    /// Which entry a completion's `cqe` address is, if it is one of ours.
+    pub(crate) fn index_of(&self, addr: usize) -> Option<usize> {
+        let base = self.cqes.as_ptr() as usize;
+        let sz = core::mem::size_of::<Opaque<bindings::ib_cqe>>();
+        let off = addr.checked_sub(base)?;
+        (off % sz == 0 && off / sz < self.cqes.len()).then_some(off / sz)
+    }
+}
+
+/// A gather/scatter element.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Sge {
+    /// Device address.
+    pub(crate) addr: u64,
+    /// Length in bytes.
+    pub(crate) len: u32,
+    /// Local key.
+    pub(crate) lkey: u32,
+}
+
+impl Sge {
+    fn raw(&self) -> bindings::ib_sge {
+        bindings::ib_sge {
+            addr: self.addr,
+            length: self.len,
+            lkey: self.lkey,
+        }
+    }
+}
+
+/// A fast registration to chain before a SEND.
+pub(crate) struct RegReq<'a> {
+    /// The MR, already mapped with [`Mr::map`].
+    pub(crate) mr: &'a Mr,
+    /// Invalidate the MR's previous key first (LOCAL_INV), with this rkey.
+    pub(crate) invalidate: Option<u32>,
+    /// CQE of the (unsignaled) registration WRs, reported only on error.
+    pub(crate) cqe: CqeRef,
+}
+
+/// An RC QP created on an RDMA CM id, with its CQ.
+///
+/// # Invariants
+///
+/// - `qp` is `id->qp`, created by `rdma_create_qp` with context `ctx` (an `Arc<H>` reference
+///   owned by this value); it is destroyed only by [`Qp::destroy`].
+/// - The `CmId` that owns `id` outlives this value (the owner destroys the QP first).
+pub(crate) struct Qp<H: CqHandler> {
+    qp: NonNull<bindings::ib_qp>,
+    id: NonNull<bindings::rdma_cm_id>,
+    cq: Cq,
+    ctx: *const H,
+}
+
+// SAFETY: Posting is thread-safe in the verbs API; destroy needs `self` by value.
+unsafe impl<H: CqHandler> Send for Qp<H> {}
+// SAFETY: As above.
+unsafe impl<H: CqHandler> Sync for Qp<H> {}
+
+impl<H: CqHandler> Qp<H> {
+    /// Posts one receive of `sge` carrying `cqe`.
+    pub(crate) fn post_recv(&self, cqe: CqeRef, sge: Sge) -> Result {
+        let mut s = sge.raw();
+        let mut wr = bindings::ib_recv_wr {
+            sg_list: &raw mut s,
+            num_sge: 1,
+            ..Default::default()
+        };
+        wr.__bindgen_anon_1.wr_cqe = cqe.0;
+        // SAFETY: `qp` is valid (invariant); `wr` and `s` outlive the call (providers copy
+        // them); the buffer behind `sge` is the caller's DMA-mapped memory that stays
+        // mapped until the QP is drained.
+        to_result(unsafe {
+            bindings::ib_post_recv(self.qp.as_ptr(), &raw const wr, core::ptr::null_mut())
+        })
+    }
+
+    /// Posts [LOCAL_INV →] [REG_MR →] SEND in one chain. Only the SEND is signaled (when
+    /// `signaled`); registration WRs complete silently unless they fail.
+    pub(crate) fn post_send(
+        &self,
+        reg: Option<RegReq<'_>>,
+        cqe: CqeRef,
+        sges: &[Sge],
+        signaled: bool,
+    ) -> Result {
+        let mut sg = [bindings::ib_sge::default(); 2];
+        if sges.is_empty() || sges.len() > sg.len() {
+            return Err(EINVAL);
+        }
+        for (d, s) in sg.iter_mut().zip(sges) {
+            *d = s.raw();
+        }
+        let mut send = bindings::ib_send_wr {
+            sg_list: sg.as_mut_ptr(),
+            num_sge: sges.len() as c_int,
+            opcode: bindings::ib_wr_opcode_IB_WR_SEND,
+            send_flags: if signaled {
+                bindings::ib_send_flags_IB_SEND_SIGNALED as c_int
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        send.__bindgen_anon_1.wr_cqe = cqe.0;
+        let mut regwr = bindings::ib_reg_wr::default();
+        let mut inv = bindings::ib_send_wr::default();
+        let mut head: *const bindings::ib_send_wr = &raw const send;
+        if let Some(r) = reg {
+            regwr.wr.next = &raw mut send;
+            regwr.wr.opcode = bindings::ib_wr_opcode_IB_WR_REG_MR;
+            regwr.wr.__bindgen_anon_1.wr_cqe = r.cqe.0;
+            regwr.mr = r.mr.ptr.as_ptr();
+            regwr.key = r.mr.rkey();
+            regwr.access = MR_ACCESS;
+            head = &raw const regwr.wr;
+            if let Some(rkey) = r.invalidate {
+                inv.next = &raw mut regwr.wr;
+                inv.opcode = bindings::ib_wr_opcode_IB_WR_LOCAL_INV;
+                inv.__bindgen_anon_1.wr_cqe = r.cqe.0;
+                inv.ex.invalidate_rkey = rkey;
+                head = &raw const inv;
+            }
+        }
+        // SAFETY: `qp` is valid; the chain lives on this stack frame for the call; every
+        // SGE references memory the caller keeps mapped until the SEND completes or the QP
+        // is drained.
+        to_result(unsafe { bindings::ib_post_send(self.qp.as_ptr(), head, core::ptr::null_mut()) })
+    }
+
+    /// Moves the QP to the error state and waits until every posted work request has
+    /// completed (process context; flush completions reach the handler).
+    pub(crate) fn drain(&self) {
+        // SAFETY: `qp` is valid; the caller is in process context.
+        unsafe { bindings::ib_drain_qp(self.qp.as_ptr()) }
+    }
+
+    /// Destroys the QP (after [`Qp::drain`]), returns its CQ to the pool and releases the
+    /// handler reference.
+    pub(crate) fn destroy(self) {
+        let (id, ctx) = (self.id, self.ctx);
+        let cq = {
+            let me = core::mem::ManuallyDrop::new(self);
+            // SAFETY: `me` is never used or dropped again; `cq` is moved out once.
+            unsafe { core::ptr::read(&me.cq) }
+        };
+        // SAFETY: The owning id is alive (invariant) and has this QP.
+        unsafe { bindings::rdma_destroy_qp(id.as_ptr()) };
+        drop(cq);
+        // SAFETY: The QP is gone; no completion can reach the handler any more.
+        drop(unsafe { Arc::from_raw(ctx) });
+    }
+}
+
+/// A fast-registration memory region.
+///
+/// # Invariants
+///
+/// `ptr` came from a successful `ib_alloc_mr` and is deregistered in `drop`.
+pub(crate) struct Mr {
+    ptr: NonNull<bindings::ib_mr>,
+}
+
+// SAFETY: MRs are usable from any context; mutation needs `&mut`.
+unsafe impl Send for Mr {}
+// SAFETY: `&Mr` only reads keys.
+unsafe impl Sync for Mr {}
+
+impl Mr {
+    /// Allocates an MR for up to `pages` pages (`sg_gaps`: `IB_MR_TYPE_SG_GAPS`).
+    pub(crate) fn new(pd: &Pd, sg_gaps: bool, pages: u32) -> Result<Self> {
+        let ty = if sg_gaps {
+            bindings::ib_mr_type_IB_MR_TYPE_SG_GAPS
+        } else {
+            bindings::ib_mr_type_IB_MR_TYPE_MEM_REG
+        };
+        // SAFETY: `pd` is valid.
+        let mr = unsafe { bindings::ib_alloc_mr(pd.ptr.as_ptr(), ty, pages) };
+        Ok(Mr {
+            ptr: from_err_ptr(mr)?,
+        })
+    }
+
+    /// Current rkey.
+    pub(crate) fn rkey(&self) -> u32 {
+        // SAFETY: `ptr` is valid.
+        unsafe { (*self.ptr.as_ptr()).rkey }
+    }
+
+    /// Current lkey.
+    pub(crate) fn lkey(&self) -> u32 {
+        // SAFETY: `ptr` is valid.
+        unsafe { (*self.ptr.as_ptr()).lkey }
+    }
+
+    /// IOVA and length of the current mapping.
+    pub(crate) fn range(&self) -> (u64, u64) {
+        // SAFETY: `ptr` is valid.
+        unsafe { ((*self.ptr.as_ptr()).iova, (*self.ptr.as_ptr()).length) }
+    }
+
+    /// Bumps the key byte and maps the DMA-mapped `sg` (page size 4 KiB). Fails unless
+    /// every entry was mapped.
+    pub(crate) fn map(&mut self, sg: &MappedSg) -> Result {
+        let mr = self.ptr.as_ptr();
+        // SAFETY: `mr` is valid and not in use by a posted WR (the caller took it from its
+        // pool's free list).
+        unsafe {
+            let key = bindings::ib_inc_rkey((*mr).rkey);
+            bindings::ib_update_fast_reg_key(mr, key as u8);
+        }
+        // SAFETY: `sg` is a DMA-mapped list of `sg.nents` entries (MappedSg invariant).
+        let n = unsafe {
+            bindings::ib_map_mr_sg(
+                mr,
+                sg.sgl.as_ptr(),
+                sg.nents,
+                core::ptr::null_mut(),
+                REG_PAGE_SIZE,
+            )
+        };
+        if n != sg.nents {
+            return Err(if n < 0 { Error::from_errno(n) } else { EINVAL });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mr {
+    fn drop(&mut self) {
+        // SAFETY: By the invariant; no WR references it (the QP was drained).
+        unsafe { bindings::ib_dereg_mr(self.ptr.as_ptr()) };
+    }
+}
+
+/// A scatterlist mapped for DMA.
+///
+/// # Invariants
+///
+/// `sgl` has `orig` entries mapped with `ib_dma_map_sg` on `dev` in `dir`, giving `nents`
+/// DMA entries; it is unmapped only by [`MappedSg::unmap`]. The memory belongs to a SCSI
+/// command that libiscsi does not complete before `cleanup_task` (or the connection
+/// teardown) unmapped it.
+pub(crate) struct MappedSg {
+    sgl: NonNull<bindings::scatterlist>,
+    orig: c_int,
+    nents: c_int,
+    dir: DmaDir,
+    dev: DeviceRef,
+}
+
+// SAFETY: The mapping is plain data; unmapping may happen on any CPU.
+unsafe impl Send for MappedSg {}
+
+impl MappedSg {
+    /// Maps `sgl` (`orig` entries) — used by the SCSI wrapper.
+    pub(super) fn map(
+        dev: DeviceRef,
+        sgl: NonNull<bindings::scatterlist>,
+        orig: c_int,
+        dir: DmaDir,
+    ) -> Result<Self> {
+        // SAFETY: `sgl` is the command's list of `orig` entries (caller's contract).
+        let nents = unsafe { bindings::ib_dma_map_sg(dev.raw(), sgl.as_ptr(), orig, dir.raw()) };
+        if nents <= 0 {
+            return Err(EINVAL);
+        }
+        Ok(MappedSg {
+            sgl,
+            orig,
+            nents,
+            dir,
+            dev,
+        })
+    }
+
+    /// Number of DMA entries.
+    pub(crate) fn nents(&self) -> usize {
+        self.nents as usize
+    }
+
+    /// Address and length of the first DMA entry.
+    pub(crate) fn first(&self) -> (u64, u32) {
+        // SAFETY: `sgl` is mapped with at least one DMA entry.
+        unsafe {
+            (
+                bindings::iser_rs_sg_dma_address(self.sgl.as_ptr()),
+                bindings::iser_rs_sg_dma_len(self.sgl.as_ptr()),
+            )
+        }
+    }
+
+    /// Unmaps the list.
+    pub(crate) fn unmap(self) {
+        // SAFETY: Mapped with these arguments (invariant); consumed, so unmapped once.
+        unsafe {
+            bindings::ib_dma_unmap_sg(self.dev.raw(), self.sgl.as_ptr(), self.orig, self.dir.raw())
+        }
+    }
+}
+
+/// A sysfs output page handed to a `get_*_param` callback.
+pub(crate) struct SysfsBuf {
+    pub(super) ptr: *mut kernel::ffi::c_char,
+}

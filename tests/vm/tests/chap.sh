@@ -1,0 +1,36 @@
+#!/bin/bash
+# CHAP: the target requires CHAP; the right secret logs in (multi-step login through the
+# login buffer) and I/O works; a wrong secret fails with an authentication error and leaves
+# no session.
+. "$(dirname "$0")/../lib.sh"
+rdma_up rxe || fail "rxe"
+lio_setup 64 || fail "LIO target"
+tpg=$CFS/iscsi/$IQN/tpgt_1
+echo 1 >"$tpg/attrib/authentication" || fail "target: authentication"
+echo iser-user >"$tpg/auth/userid" && echo iser-secret-12 >"$tpg/auth/password" || fail "target: CHAP secret"
+load_initiator "${ISER_IMPL:-rs}" || fail "load"
+iscsid_start
+iscsiadm -m discovery -t st -p "$IP:$PORT" -I iser >/dev/null || fail "discovery"
+chap() {
+  iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.auth.authmethod -v CHAP &&
+  iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.auth.username -v "$1" &&
+  iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.auth.password -v "$2" &&
+  iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n 'node.conn[0].timeo.login_timeout' -v 10
+}
+chap iser-user wrong-secret-99 || fail "node update"
+if out=$(iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser --login 2>&1); then
+  fail "login with a wrong CHAP secret succeeded"
+fi
+log "wrong secret: $(echo "$out" | tail -n1)"
+echo "$out" | grep -qi "auth" || fail "wrong secret did not fail as an authentication error: $out"
+[ -z "$(ls /sys/class/iscsi_session 2>/dev/null)" ] || fail "session left after failed login"
+chap iser-user iser-secret-12 || fail "node update"
+iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser --login >/dev/null || fail "login with the right secret"
+for i in $(seq 150); do
+  dev=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
+  [ -n "$dev" ] && [ -b "/dev/$dev" ] && break; sleep 0.1
+done
+[ -b "/dev/$dev" ] || fail "no disk after CHAP login"
+fio_verify "$dev" chap --rw=randwrite --bs=64k --iodepth=8 --size=4M || fail "I/O after CHAP login"
+iser_logout || fail "logout"
+exit 0

@@ -1,0 +1,34 @@
+#!/bin/bash
+# CYCLES login/logout cycles (a little I/O in each), then rmmod: no leak (kmemleak), no
+# session or host left, module unpinned.
+. "$(dirname "$0")/../lib.sh"
+CYCLES=${ISER_LOGIN_CYCLES:-${CYCLES:-100}}
+rdma_up rxe || fail "rxe"
+lio_setup 64 || fail "LIO target"
+load_initiator "${ISER_IMPL:-rs}" || fail "load"
+iscsid_start
+[ -w /sys/kernel/debug/kmemleak ] && { kmemleak_scan >/dev/null; echo clear >/sys/kernel/debug/kmemleak; }
+iscsiadm -m discovery -t st -p "$IP:$PORT" -I iser >/dev/null || fail "discovery"
+start=$(date +%s)
+for i in $(seq "$CYCLES"); do
+  iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser --login >/dev/null || fail "login #$i"
+  dev=
+  for _ in $(seq 150); do
+    dev=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
+    [ -n "$dev" ] && [ -b "/dev/$dev" ] && break; sleep 0.1
+  done
+  [ -b "/dev/$dev" ] || fail "no disk after login #$i"
+  dd if=/dev/$dev of=/dev/null bs=64k count=4 iflag=direct 2>/dev/null || fail "read #$i"
+  iscsiadm -m node -T "$IQN" -p "$IP:$PORT" --logout >/dev/null || fail "logout #$i"
+done
+log "$CYCLES login/logout cycles in $(( $(date +%s) - start )) s"
+[ -z "$(ls /sys/class/iscsi_session)" ] || fail "session left"
+iscsid_stop
+[ "$(cat /sys/module/ib_iser/refcnt)" = 0 ] || fail "module refcount $(cat /sys/module/ib_iser/refcnt)"
+unload_initiator || fail "rmmod"
+if [ -w /sys/kernel/debug/kmemleak ]; then
+  leaks=$(kmemleak_scan)
+  log "kmemleak: $leaks unreferenced objects"
+  [ "$leaks" = 0 ] || { head -n 40 /sys/kernel/debug/kmemleak; fail "$leaks leaked objects"; }
+fi
+exit 0
