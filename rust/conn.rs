@@ -415,6 +415,17 @@ impl IserConn {
         drop(left);
     }
 
+    /// Runs `f` on the data path from process context: softirqs (completion handlers) are
+    /// off while the lock is held. Values returned are dropped by the caller, after both.
+    fn with_dp_bh<R>(&self, f: impl FnOnce(&mut Dp) -> R) -> R {
+        let bh = bh::Disabled::new();
+        let mut g = self.dp.lock();
+        let r = f(&mut g);
+        drop(g);
+        drop(bh);
+        r
+    }
+
     /// Terminates the connection if it is up (3.8.1); returns whether it did.
     fn terminate(&self, ctrl: &mut Ctrl) -> bool {
         if ctrl.state != State::Up {
@@ -441,22 +452,13 @@ impl IserConn {
             ctrl.state = State::Terminating;
             self.up.notify_all();
         }
-        let qp = {
-            let _bh = bh::Disabled::new();
-            self.dp.lock().qp.take()
-        };
+        let qp = self.with_dp_bh(|dp| dp.qp.take());
         if let Some(qp) = &qp {
             // All posted work completes (flushed) before this returns; completion handlers
             // find no QP and post nothing new.
             qp.drain();
         }
-        let bound = {
-            let _bh = bh::Disabled::new();
-            let mut g = self.dp.lock();
-            let b = g.bound.take();
-            drop(g);
-            b
-        };
+        let bound = self.with_dp_bh(|dp| dp.bound.take());
         if let Some(mut b) = bound {
             b.release_all();
             drop(b);
@@ -535,10 +537,8 @@ impl IserConn {
         let b = Self::alloc_bound(iconn, &info, s, &d, ctrl.remote_inv).inspect_err(|e| {
             iser_err!("failed allocating connection buffers: {:?}\n", e);
         })?;
-        {
-            let _bh = bh::Disabled::new();
-            this.dp.lock().bound = Some(b);
-        }
+        let old = this.with_dp_bh(|dp| dp.bound.replace(b));
+        drop(old);
         ctrl.iscsi = Some(iconn);
         iconn.bind(this.clone());
         Ok(())
@@ -1308,9 +1308,8 @@ impl IserConn {
             },
             self.clone(),
         )?;
-        {
-            let _bh = bh::Disabled::new();
-            self.dp.lock().qp = Some(qp);
+        if let Some(old) = self.with_dp_bh(|dp| dp.qp.replace(qp)) {
+            old.destroy();
         }
         let pd = ctrl.req.encode();
         id.connect_locked(&ConnParam {
