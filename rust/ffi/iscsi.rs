@@ -234,6 +234,10 @@ static SHT: AtomicPtr<bindings::scsi_host_template> = AtomicPtr::new(core::ptr::
 static TEMPLATE: AtomicPtr<bindings::scsi_transport_template> =
     AtomicPtr::new(core::ptr::null_mut());
 
+/// The owning module: every endpoint holds a reference on it, so the module cannot be
+/// unloaded under a connection that iscsid has not disconnected (sessions pin it anyway).
+static OWNER: AtomicPtr<bindings::module> = AtomicPtr::new(core::ptr::null_mut());
+
 /// Marks the endpoints this module created (the address is what matters).
 static EP_MAGIC: u8 = 0;
 
@@ -326,6 +330,7 @@ impl<T: TransportOps> Registration<T> {
         let tt = KBox::pin(Opaque::new(tt), GFP_KERNEL)?;
         TT.store(tt.get(), Ordering::Release);
         SHT.store(sht.get(), Ordering::Release);
+        OWNER.store(module.as_ptr(), Ordering::Release);
         // SAFETY: `tt` is a fully initialised transport that lives at a stable address until
         // it is unregistered in `drop`; `name` points to a `'static` string.
         let template = unsafe { bindings::iscsi_register_transport(tt.get()) };
@@ -449,14 +454,25 @@ unsafe extern "C" fn ep_connect<T: TransportOps>(
 ) -> *mut bindings::iscsi_endpoint {
     // SAFETY: The transport class passes the address that follows the netlink event.
     let dst = unsafe { read_sockaddr(dst) };
+    let owner = OWNER.load(Ordering::Acquire);
+    // SAFETY: `owner` is this module, which is live (we are running its code).
+    if !unsafe { bindings::try_module_get(owner) } {
+        return ENODEV.to_ptr();
+    }
     let conn = match T::ep_connect(dst, non_blocking != 0) {
         Ok(c) => c,
-        Err(e) => return e.to_ptr(),
+        Err(e) => {
+            // SAFETY: Drops the reference taken above.
+            unsafe { bindings::module_put(owner) };
+            return e.to_ptr();
+        }
     };
     // SAFETY: Plain allocation call.
     let ep = unsafe { bindings::iscsi_create_endpoint(core::mem::size_of::<EpData>() as c_int) };
     if ep.is_null() {
         T::ep_disconnect(conn);
+        // SAFETY: Drops the reference taken above.
+        unsafe { bindings::module_put(owner) };
         return ENOMEM.to_ptr();
     }
     // SAFETY: `ep` is new and its dd area is an `EpData` (size requested above).
@@ -497,8 +513,14 @@ extern "C" fn ep_disconnect<T: TransportOps>(ep: *mut bindings::iscsi_endpoint) 
         Arc::<T::Conn>::from_raw(c.cast())
     };
     T::ep_disconnect(conn);
-    // SAFETY: Ours, not used after this.
-    unsafe { bindings::iscsi_destroy_endpoint(ep) };
+    // SAFETY: Ours, not used after this. Then the endpoint's module reference (taken in
+    // `ep_connect`) is dropped as our last act. If it was the last one, unloading still
+    // cannot overtake this return: without a session the caller is the netlink handler,
+    // which holds `rx_queue_mutex`, and module exit's `iscsi_unregister_transport` takes it.
+    unsafe {
+        bindings::iscsi_destroy_endpoint(ep);
+        bindings::module_put(OWNER.load(Ordering::Acquire));
+    }
 }
 
 extern "C" fn get_ep_param<T: TransportOps>(
