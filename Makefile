@@ -4,12 +4,13 @@
 #
 #   make            build ib_iser.ko (installs dependencies and the test kernel if missing)
 #   make check      host unit tests + VM suite; ends with "N passed, N failed"
+#   make check-long the same with the long loops (100 login/logout cycles)
 #   make demo       boot the VM, soft-RoCE + LIO, log in over iSER, run a short fio
 #   make clippy     the module built under clippy (warnings are errors)
 #   make fmt / fmt-check, make rust-analyzer, make host-test, make kernel, make deps
 #
 # KDIR=<tree> builds against another Rust-enabled kernel tree (see scripts/kbuild.sh).
-# IMPL=c runs the VM tests against the in-tree C ib_iser instead of ours.
+# IMPL=c runs the demo with the in-tree C ib_iser (the reference) instead of ours.
 
 # When Kbuild includes this directory's Makefile (it prefers Kbuild, but be safe).
 ifneq ($(KERNELRELEASE),)
@@ -20,7 +21,7 @@ SHELL := /bin/bash
 RUSTFMT ?= rustfmt
 RUST_SRCS = $(shell find rust tests/host/src -name '*.rs' ! -name '*generated*')
 
-.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test check demo clean
+.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test check check-long demo clean
 
 all: modules
 
@@ -50,6 +51,10 @@ host-test:
 
 check: deps
 	@scripts/check.sh
+
+# The long loops (100 login/logout cycles) instead of the short versions make check runs.
+check-long: deps
+	@ISER_LOGIN_CYCLES=100 scripts/check.sh
 
 demo: deps
 	@scripts/demo.sh

@@ -2,7 +2,8 @@
 # make check: host unit tests, build checks, and the VM suite; the last line is
 # "N passed, N failed" over all of them.
 #
-# Environment: ISER_VM_TESTS=<regex> runs a subset of the VM suite; ISER_SKIP_VM=1 skips it.
+# Environment: ISER_VM_TESTS=<regex> runs a subset of the VM suite; ISER_SKIP_VM=1 skips it;
+# ISER_LOGIN_CYCLES (default 10; `make check-long` uses 100) sets the login/logout loop.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -52,7 +53,7 @@ result "every unsafe block has a SAFETY comment, and only rust/ffi/ has unsafe" 
 
 if [ "${ISER_SKIP_VM:-0}" != 1 ]; then
   echo "== VM suite (scripts/vm-run -- tests/vm/suite.sh)"
-  ISER_RESULTS=$res/vm VM_ENV="ISER_RESULTS=$res/vm" \
+  ISER_RESULTS=$res/vm VM_ENV="ISER_RESULTS=$res/vm ISER_LOGIN_CYCLES=${ISER_LOGIN_CYCLES:-10}" \
     scripts/vm-run --no-build -- tests/vm/suite.sh "${ISER_VM_TESTS:-.}" 2>&1 | tee "$res/vm.log"
   line=$(grep -E '^vm: [0-9]+ passed, [0-9]+ failed' "$res/vm.log" | tail -n1)
   if [ -n "$line" ]; then

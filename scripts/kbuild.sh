@@ -22,4 +22,20 @@ rust_tree "$KDIR" || { echo "[kbuild] $KDIR is not a built Rust-enabled kernel t
 
 [ "${1:-}" = kdir ] && { echo "$KDIR"; exit 0; }
 echo "[kbuild] make -C $KDIR M=$top LLVM=1 $*" >&2
+if [ "${1:-}" = rust-analyzer ]; then
+  # The crate include!()s the bindings from $ISER_GEN_DIR (set by Kbuild for rustc): give
+  # rust-analyzer the same, generating the bindings first.
+  make -C "$KDIR" M="$top" LLVM=1 modules >&2
+  make -C "$KDIR" M="$top" LLVM=1 rust-analyzer
+  exec python3 - "$top/rust-project.json" "$top/rust" <<'PY'
+import json, sys
+p, gen = sys.argv[1], sys.argv[2]
+j = json.load(open(p))
+for c in j["crates"]:
+    if c.get("display_name") == "ib_iser":
+        c.setdefault("env", {})["ISER_GEN_DIR"] = gen
+json.dump(j, open(p, "w"), indent=1)
+print("[kbuild] rust-project.json: ib_iser with ISER_GEN_DIR=" + gen, file=sys.stderr)
+PY
+fi
 exec make -C "$KDIR" M="$top" LLVM=1 "$@"

@@ -4,7 +4,7 @@
 # fio run, logout. Prints what happened and the fio figures.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
-IMPL=${ISER_IMPL:-c}
+IMPL=${ISER_IMPL:-rs}
 say() { printf '\n== %s\n' "$*"; }
 die() { echo "demo: $*" >&2; dmesg | grep -E 'iser|isert|rxe' | tail -n 20 >&2; exit 1; }
 
