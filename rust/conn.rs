@@ -31,7 +31,7 @@ use crate::ffi::rdma::{
     HdrMapping, MappedSg, Mr, Qp, QpCaps, RegReq, Sge, SysfsBuf, Wc,
 };
 use crate::ffi::{bh, errno, params};
-use crate::proto::{bhs, cm, hdr, sizing};
+use crate::proto::{bhs, cm, hdr, sizing, task as ptask};
 use core::net::SocketAddr;
 use kernel::prelude::*;
 use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex, SpinLock};
@@ -44,12 +44,6 @@ const DATAOUT_DESCS: usize = 256;
 /// `ISCSI_FLAG_CMD_READ` / `ISCSI_FLAG_CMD_WRITE` in byte 1 of a SCSI command BHS.
 const CMD_READ: u8 = 0x40;
 const CMD_WRITE: u8 = 0x20;
-/// Login flags: transit bit and next-stage mask; full feature phase is stage 3.
-const LOGIN_TRANSIT: u8 = 0x80;
-const LOGIN_NSG_MASK: u8 = 0x03;
-const FULL_FEATURE_PHASE: u8 = 0x03;
-/// `ITT` bits that index libiscsi's task pool (`ISCSI_ITT_MASK`).
-const ITT_INDEX_MASK: u32 = 0x1fff;
 
 /// Connection states (iser-spec.md 3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -728,9 +722,7 @@ impl IserConn {
                     lkey: b.lkey,
                 },
             )?;
-            let to_ffp = op == bhs::OP_LOGIN
-                && bhs_bytes[1] & LOGIN_TRANSIT != 0
-                && bhs_bytes[1] & LOGIN_NSG_MASK == FULL_FEATURE_PHASE;
+            let to_ffp = op == bhs::OP_LOGIN && ptask::login_to_ffp(bhs_bytes[1]);
             // Pre-post the ring (all but slot 0, which follows the final login response)
             // once, before the request that may enter full feature phase (4.11).
             if to_ffp && !b.discovery && !b.ring_posted {
@@ -799,17 +791,8 @@ impl IserConn {
                     })
                 }
                 _ => {
-                    let unsol = imm.saturating_add(task.unsol_len());
-                    if unsol < edtl {
-                        header.write = Some(if data.len > imm {
-                            hdr::Stag {
-                                stag: rkey,
-                                va: res.iova + u64::from(unsol),
-                            }
-                        } else {
-                            hdr::Stag { stag: 0, va: 0 }
-                        });
-                    }
+                    header.write =
+                        ptask::write_stag(rkey, res.iova, imm, task.unsol_len(), edtl, data.len);
                     if imm > 0 {
                         imm_sge = Some(Sge {
                             addr: res.iova,
@@ -954,9 +937,7 @@ impl IserConn {
             }
             let flags = copy.get(hdr::LEN + 1).copied().unwrap_or(0);
             let op = copy.get(hdr::LEN).copied().unwrap_or(0) & bhs::OPCODE_MASK;
-            let ffp = op == bhs::OP_LOGIN_RSP
-                && flags & LOGIN_TRANSIT != 0
-                && flags & LOGIN_NSG_MASK == FULL_FEATURE_PHASE;
+            let ffp = op == bhs::OP_LOGIN_RSP && ptask::login_to_ffp(flags);
             if ffp && !b.discovery {
                 if let Some(qp) = &dp.qp {
                     if let Err(e) = b.post_rx(qp, 0) {
@@ -988,12 +969,7 @@ impl IserConn {
             .get(hdr::LEN..hdr::LEN + bhs::BHS_LEN)
             .and_then(|s| <&[u8; bhs::BHS_LEN]>::try_from(s).ok())
             .map(bhs::itt);
-        let slot_idx = itt
-            .filter(|&t| t != bhs::RESERVED_ITT)
-            // libiscsi builds ITTs as `index | age << 28` in host order (`build_itt`), and
-            // the target echoes the bytes.
-            .map(|t| (t & ITT_INDEX_MASK) as usize)
-            .filter(|&s| s < b.n);
+        let slot_idx = itt.and_then(|t| ptask::itt_index(t, b.n));
         if let Some(rkey) = wc.invalidated_rkey {
             if let Err(reason) = Self::remote_invalidate(b, slot_idx, rkey) {
                 drop(g);

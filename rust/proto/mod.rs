@@ -16,3 +16,4 @@ pub(crate) mod cm;
 pub(crate) mod hdr;
 pub(crate) mod param;
 pub(crate) mod sizing;
+pub(crate) mod task;

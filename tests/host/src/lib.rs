@@ -18,3 +18,5 @@ mod hdr_tests;
 mod param_tests;
 #[cfg(test)]
 mod sizing_tests;
+#[cfg(test)]
+mod task_tests;

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+
+use crate::proto::hdr::Stag;
+use crate::proto::task::*;
+
+#[test]
+fn login_transition_needs_transit_and_ffp() {
+    assert!(login_to_ffp(0x83)); // T, CSG 0, NSG 3
+    assert!(login_to_ffp(0x87)); // T, CSG 1, NSG 3
+    assert!(!login_to_ffp(0x81)); // T, NSG 1 (security -> operational)
+    assert!(!login_to_ffp(0x03)); // NSG 3 without T: not a transition
+    assert!(!login_to_ffp(0x00));
+}
+
+#[test]
+fn itt_index_masks_the_age_and_rejects_foreign_tags() {
+    assert_eq!(itt_index(5, 128), Some(5));
+    assert_eq!(itt_index(5 | (3 << 28), 128), Some(5));
+    assert_eq!(itt_index(127, 128), Some(127));
+    assert_eq!(itt_index(128, 128), None);
+    assert_eq!(itt_index(0x1fff, 128), None);
+    assert_eq!(itt_index(u32::MAX, 4096), None);
+}
+
+#[test]
+fn write_stag_points_past_the_unsolicited_data() {
+    // 64 KiB write, 8 KiB immediate, nothing else unsolicited.
+    assert_eq!(
+        write_stag(0x1234, 0x10000, 8192, 0, 65536, 65536),
+        Some(Stag {
+            stag: 0x1234,
+            va: 0x10000 + 8192
+        })
+    );
+    // 8 KiB immediate + 24 KiB unsolicited Data-Out.
+    assert_eq!(
+        write_stag(7, 0x1000, 8192, 24576, 65536, 65536),
+        Some(Stag {
+            stag: 7,
+            va: 0x1000 + 32768
+        })
+    );
+    // All immediate: no STag at all.
+    assert_eq!(write_stag(7, 0x1000, 4096, 0, 4096, 4096), None);
+    assert_eq!(write_stag(7, 0x1000, 4096, 4096, 8192, 8192), None);
+    // edtl beyond the buffer, buffer entirely immediate: W with zero STag/VA.
+    assert_eq!(
+        write_stag(7, 0x1000, 4096, 0, 4160, 4096),
+        Some(Stag { stag: 0, va: 0 })
+    );
+    // No immediate data.
+    assert_eq!(
+        write_stag(9, 0xfff0, 0, 0, 512, 512),
+        Some(Stag {
+            stag: 9,
+            va: 0xfff0
+        })
+    );
+}
+
+#[test]
+fn write_stag_does_not_overflow() {
+    assert_eq!(
+        write_stag(1, u64::MAX, 0, u32::MAX, u32::MAX, u32::MAX),
+        None
+    );
+    assert!(write_stag(1, u64::MAX, 1, 0, u32::MAX, u32::MAX).is_some());
+}
