@@ -202,10 +202,16 @@ PY
 }
 
 # iser_setup [MODPARAMS...]: rxe + LIO + our initiator + iscsid, logged in; prints the disk.
+# max_sectors_kb is raised to the host limit (sd caps it at LIO's optimal transfer size,
+# 124 KiB), so large I/Os reach the initiator as large, multi-page registrations.
 iser_setup() {
+  local dev q
   rdma_up rxe >&2 || { echo "rxe" >&2; return 1; }
   lio_setup "${LUN_MB:-256}" >&2 || { echo "LIO target" >&2; return 1; }
   load_initiator "${ISER_IMPL:-rs}" "$@" >&2 || { echo "load ib_iser" >&2; return 1; }
   iscsid_start >&2
-  iser_login
+  dev=$(iser_login) || return 1
+  q=/sys/block/$dev/queue
+  cat $q/max_hw_sectors_kb >$q/max_sectors_kb || { echo "max_sectors_kb" >&2; return 1; }
+  echo "$dev"
 }
