@@ -119,6 +119,11 @@ lio_teardown() {
   local tpg=$CFS/iscsi/$IQN/tpgt_1
   [ -d "$tpg" ] || return 0
   echo 0 >"$tpg/enable" 2>/dev/null
+  local a
+  for a in "$tpg"/acls/*/; do
+    [ -d "$a" ] || continue
+    rm -f "$a"lun_0/lun0; rmdir "$a"lun_0 "$a" 2>/dev/null
+  done
   [ -e "$tpg/np/$IP:$PORT/iser" ] && echo 0 >"$tpg/np/$IP:$PORT/iser" 2>/dev/null
   rmdir "$tpg/np/$IP:$PORT" 2>/dev/null
   rm -f "$tpg/lun/lun_0/lun0_link"

@@ -6,10 +6,14 @@
 rdma_up rxe || fail "rxe"
 lio_setup 64 || fail "LIO target"
 tpg=$CFS/iscsi/$IQN/tpgt_1
-echo 1 >"$tpg/attrib/authentication" || fail "target: authentication"
-echo iser-user >"$tpg/auth/userid" && echo iser-secret-12 >"$tpg/auth/password" || fail "target: CHAP secret"
-load_initiator "${ISER_IMPL:-rs}" || fail "load"
 iscsid_start
+ini=$(sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi)
+# An explicit node ACL with CHAP credentials (demo-mode ACLs do not carry them).
+echo 0 >"$tpg/attrib/generate_node_acls" && echo 1 >"$tpg/attrib/authentication" || fail "target: authentication"
+acl=$tpg/acls/$ini
+mkdir -p "$acl/lun_0" && ln -s "$tpg/lun/lun_0" "$acl/lun_0/lun0" || fail "target: node ACL"
+echo iser-user >"$acl/auth/userid" && echo iser-secret-12 >"$acl/auth/password" || fail "target: CHAP secret"
+load_initiator "${ISER_IMPL:-rs}" || fail "load"
 iscsiadm -m discovery -t st -p "$IP:$PORT" -I iser >/dev/null || fail "discovery"
 chap() {
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.auth.authmethod -v CHAP &&
@@ -33,4 +37,5 @@ done
 [ -b "/dev/$dev" ] || fail "no disk after CHAP login"
 fio_verify "$dev" chap --rw=randwrite --bs=64k --iodepth=8 --size=4M || fail "I/O after CHAP login"
 iser_logout || fail "logout"
+rm -f "$acl/lun_0/lun0"; rmdir "$acl/lun_0" "$acl"
 exit 0
