@@ -14,7 +14,7 @@ log "max_sectors=32768: sg_tablesize $sg, max_hw_sectors_kb $hw, max_sectors_kb 
 # target's optimal transfer size; lift that to the host limit for this test).
 [ "$hw" = "$want" ] || fail "max_hw_sectors_kb $hw, expected $want ($sg pages, 16 MiB at most)"
 echo "$hw" >$q/max_sectors_kb || fail "raising max_sectors_kb to $hw"
-fio_verify "$dev" w16m --rw=write --bs=16m --iodepth=4 --size=64M || fail "16 MiB write+verify"
-fio_verify "$dev" rw16m --rw=randrw --bs=16m --iodepth=2 --size=64M --offset=64M || fail "16 MiB randrw"
+fio_verify "$dev" w16m --rw=write --bs=16m --iodepth=2 --size=32M || fail "16 MiB write+verify"
+fio_verify "$dev" rw16m --rw=randrw --bs=16m --iodepth=2 --size=32M --offset=64M || fail "16 MiB randrw"
 iser_logout || fail "logout"
 exit 0
