@@ -12,7 +12,8 @@ ini=$(sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi)
 echo 0 >"$tpg/attrib/generate_node_acls" && echo 1 >"$tpg/attrib/authentication" || fail "target: authentication"
 acl=$tpg/acls/$ini
 mkdir -p "$acl/lun_0" && ln -s "$tpg/lun/lun_0" "$acl/lun_0/lun0" || fail "target: node ACL"
-echo iser-user >"$acl/auth/userid" && echo iser-secret-12 >"$acl/auth/password" || fail "target: CHAP secret"
+# printf: LIO stores the value as written, a newline would be part of the name.
+printf %s iser-user >"$acl/auth/userid" && printf %s iser-secret-12 >"$acl/auth/password" || fail "target: CHAP secret"
 load_initiator "${ISER_IMPL:-rs}" || fail "load"
 iscsiadm -m discovery -t st -p "$IP:$PORT" -I iser >/dev/null || fail "discovery"
 chap() {
