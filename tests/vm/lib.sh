@@ -94,6 +94,8 @@ CFS=/sys/kernel/config/target
 PORT=${PORT:-3260}
 
 # lio_setup [SIZE_MB]: null_blk (memory backed) LUN behind an iSER portal on $IP:$PORT.
+# LIO_PARAMS="Key=Value ..." sets iSCSI login parameters of the target portal group (e.g.
+# InitialR2T=No to make the initiator send unsolicited Data-Out PDUs).
 lio_setup() {
   local size=${1:-256} nb=/sys/kernel/config/nullb/nullb0 bs tpg
   modprobe target_core_mod && modprobe iscsi_target_mod && modprobe target_core_iblock || return 1
@@ -112,6 +114,10 @@ lio_setup() {
   echo 1 >"$tpg/attrib/generate_node_acls"
   echo 1 >"$tpg/attrib/cache_dynamic_acls"
   echo 0 >"$tpg/attrib/demo_mode_write_protect"
+  local kv
+  for kv in ${LIO_PARAMS:-}; do
+    printf %s "${kv#*=}" >"$tpg/param/${kv%%=*}" || { echo "LIO param $kv" >&2; return 1; }
+  done
   echo 1 >"$tpg/enable"
 }
 

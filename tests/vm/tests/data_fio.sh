@@ -6,7 +6,10 @@
 . "$(dirname "$0")/../lib.sh"
 # shellcheck disable=SC2086
 dev=$(iser_setup $MODPARAMS) || fail "setup/login"
-log "params: ${MODPARAMS:-defaults}; /dev/$dev max_sectors_kb $(cat /sys/block/$dev/queue/max_sectors_kb)"
+log "params: ${MODPARAMS:-defaults}, target: ${LIO_PARAMS:-defaults}; /dev/$dev max_sectors_kb $(cat /sys/block/$dev/queue/max_sectors_kb)"
+if [ -n "${LIO_PARAMS:-}" ]; then
+  iscsiadm -m session -P 2 | grep -E "InitialR2T|ImmediateData|FirstBurstLength|MaxXmitDataSegmentLength" | sed 's/^[[:space:]]*//'
+fi
 fio_verify "$dev" w4k_qd1 --rw=write --bs=4k --iodepth=1 --size=1M || fail "4k write qd1"
 fio_verify "$dev" rw4k_qd64 --rw=randrw --bs=4k --iodepth=64 --size=2M --offset=8M || fail "4k randrw qd64"
 fio_verify "$dev" rw64k_qd1 --rw=randrw --bs=64k --iodepth=1 --size=4M --offset=16M || fail "64k randrw qd1"
@@ -23,5 +26,11 @@ FIO_TAG=_reread fio_verify "$dev" w1m_qd64 --rw=randwrite --bs=1m --iodepth=64 -
 # registration are partial.
 fio_verify "$dev" unaligned --rw=randwrite --bsrange=512-128k --blockalign=512 --iomem_align=512 \
   --iodepth=8 --size=4M --offset=128M || fail "512-byte aligned buffers"
+if [ "${LIO_PARAMS:-}" = InitialR2T=No ]; then
+  iscsiadm -m session -P 2 | grep -q "InitialR2T: No" || fail "InitialR2T=No was not negotiated"
+  n=$(iscsiadm -m session -s | awk '/dataout_pdus:/{print $2}')
+  log "unsolicited Data-Out PDUs sent: $n"
+  [ "${n:-0}" -gt 0 ] || fail "no unsolicited Data-Out PDU was sent"
+fi
 iser_logout || fail "logout"
 exit 0
