@@ -52,16 +52,29 @@ sh=$(scripts/unsafe-audit.sh 2>&1); rc=$?
 result "every unsafe block has a SAFETY comment, and only rust/ffi/ has unsafe" $rc
 
 if [ "${ISER_SKIP_VM:-0}" != 1 ]; then
-  echo "== VM suite (scripts/vm-run -- tests/vm/suite.sh)"
-  ISER_RESULTS=$res/vm VM_ENV="ISER_RESULTS=$res/vm ISER_LOGIN_CYCLES=${ISER_LOGIN_CYCLES:-10}" \
-    scripts/vm-run --no-build -- tests/vm/suite.sh "${ISER_VM_TESTS:-.}" 2>&1 | tee "$res/vm.log"
-  line=$(grep -E '^vm: [0-9]+ passed, [0-9]+ failed' "$res/vm.log" | tail -n1)
-  if [ -n "$line" ]; then
-    vp=$(echo "$line" | awk '{print $2}'); vf=$(echo "$line" | awk '{print $4}')
-    pass=$((pass + vp)); failn=$((failn + vf))
-  else
-    echo "not ok - VM suite did not complete (see $res/vm.log)"; failn=$((failn + 1))
-  fi
+  # Two VMs (one per host core; each runs single-threaded TCG), each taking every other
+  # test of tests/vm/tests.list. ISER_VM_SHARDS=1 runs one VM.
+  shards=${ISER_VM_SHARDS:-2}
+  echo "== VM suite (scripts/vm-run -- tests/vm/suite.sh, $shards VMs)"
+  for k in $(seq 0 $((shards - 1))); do
+    ISER_RESULTS=$res/vm$k VM_ENV="ISER_RESULTS=$res/vm$k ISER_SHARD=$k/$shards ISER_LOGIN_CYCLES=${ISER_LOGIN_CYCLES:-10}" \
+      scripts/vm-run --no-build -- tests/vm/suite.sh "${ISER_VM_TESTS:-.}" >"$res/vm$k.log" 2>&1 &
+    # Stagger the boots a little (both read the same kernel and root at start).
+    sleep 5
+  done
+  wait
+  for k in $(seq 0 $((shards - 1))); do
+    echo "-- VM $k"
+    grep -E '^(ok|not ok|#|vm:|KTAP|1\.\.)' "$res/vm$k.log" | grep -Ev '^# (Logging|Login|Logout)'
+    line=$(grep -E '^vm: [0-9]+ passed, [0-9]+ failed' "$res/vm$k.log" | tail -n1)
+    if [ -n "$line" ]; then
+      vp=$(echo "$line" | awk '{print $2}'); vf=$(echo "$line" | awk '{print $4}')
+      pass=$((pass + vp)); failn=$((failn + vf))
+    else
+      tail -n 30 "$res/vm$k.log"
+      echo "not ok - VM $k did not complete (see $res/vm$k.log)"; failn=$((failn + 1))
+    fi
+  done
 fi
 echo "== results in $res ($(( $(date +%s) - t_start )) s)"
 echo "$pass passed, $failn failed"

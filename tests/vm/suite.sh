@@ -4,6 +4,9 @@
 #
 #   tests/vm/suite.sh [NAME_REGEX]       # default: every test in tests/vm/tests.list
 #
+# ISER_SHARD=K/N runs only every N-th test starting at the K-th (0-based), so N VMs can share
+# the list (scripts/check.sh runs two, one per host core).
+#
 # Results (per-test output and kernel log) go to $ISER_RESULTS (default results/vm-<time>).
 # The last line is "vm: N passed, N failed, N skipped".
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,7 +16,9 @@ RES=${ISER_RESULTS:-$ISER_TOP/results/vm-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RES"
 export ISER_RESULTS=$RES
 
-mapfile -t lines < <(grep -Ev '^[[:space:]]*(#|$)' "$here/tests.list" | awk -v f="$filter" '$1 ~ f')
+shard=${ISER_SHARD:-0/1}
+mapfile -t lines < <(grep -Ev '^[[:space:]]*(#|$)' "$here/tests.list" | awk -v f="$filter" '$1 ~ f' \
+  | awk -v k="${shard%/*}" -v n="${shard#*/}" '(NR - 1) % n == k')
 echo "KTAP version 1"
 echo "# kernel $(uname -r), ib_iser.ko $(modinfo -F srcversion "$ISER_KO" 2>/dev/null), results in $RES"
 echo "1..$(( ${#lines[@]} + 1 ))"
