@@ -223,6 +223,13 @@ iser_setup() {
   iscsid_start >&2
   dev=$(iser_login) || return 1
   q=/sys/block/$dev/queue
-  cat $q/max_hw_sectors_kb >$q/max_sectors_kb || { echo "max_sectors_kb" >&2; return 1; }
+  # sd may revalidate the disk right after it appeared and reset the value: retry until it
+  # sticks.
+  local hw i; hw=$(cat $q/max_hw_sectors_kb)
+  for i in $(seq 50); do
+    echo "$hw" >$q/max_sectors_kb 2>/dev/null; sleep 0.2
+    [ "$(cat $q/max_sectors_kb)" = "$hw" ] && break
+  done
+  [ "$(cat $q/max_sectors_kb)" = "$hw" ] || { echo "max_sectors_kb stays $(cat $q/max_sectors_kb)" >&2; return 1; }
   echo "$dev"
 }
