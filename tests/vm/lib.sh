@@ -100,8 +100,11 @@ lio_setup() {
   local size=${1:-256} nb=/sys/kernel/config/nullb/nullb0 bs tpg
   modprobe target_core_mod && modprobe iscsi_target_mod && modprobe target_core_iblock || return 1
   modprobe null_blk nr_devices=0 || return 1
+  # max_sectors: null_blk's default (127 KiB) would cap LIO's maximum transfer length,
+  # hence every initiator's I/O size; allow 16 MiB commands.
   mkdir -p "$nb" && echo "$size" >"$nb/size" && echo 1 >"$nb/memory_backed" \
-    && echo 512 >"$nb/blocksize" && echo 1 >"$nb/power" || return 1
+    && echo 512 >"$nb/blocksize" && echo 32768 >"$nb/max_sectors" && echo 1 >"$nb/power" \
+    || return 1
   bs=$CFS/core/iblock_0/nullb0
   mkdir -p "$bs" && echo "udev_path=/dev/nullb0" >"$bs/control" || return 1
   echo iserrsserial0 >"$bs/wwn/vpd_unit_serial"
