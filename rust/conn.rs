@@ -770,10 +770,7 @@ impl IserConn {
                 _ => (DmaDir::ToDevice, 1),
             };
             let Some(sg) = data.map(b.dev, dma_dir)? else {
-                if dir == DataDir::Write {
-                    iser_err!("write command without data buffer\n");
-                    return Err(EINVAL);
-                }
+                iser_err!("{:?} command without a data buffer\n", dir);
                 return Err(EINVAL);
             };
             let imm = task.imm_count();
