@@ -6,6 +6,7 @@
 #   make check      host unit tests + VM suite; ends with "N passed, N failed"
 #   make check-long the same with the long loops (100 login/logout cycles)
 #   make demo       boot the VM, soft-RoCE + LIO, log in over iSER, run a short fio
+#   make bench      benchmark against the C driver, iscsi_tcp, nvme-rdma (perf kernel)
 #   make clippy     the module built under clippy (warnings are errors)
 #   make fmt / fmt-check, make rust-analyzer, make host-test, make kernel, make deps
 #
@@ -21,7 +22,7 @@ SHELL := /bin/bash
 RUSTFMT ?= rustfmt
 RUST_SRCS = $(shell find rust tests/host/src -name '*.rs' ! -name '*generated*')
 
-.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test check check-long demo clean
+.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test check check-long demo bench clean
 
 all: modules
 
@@ -58,6 +59,10 @@ check-long: deps
 
 demo: deps
 	@scripts/demo.sh
+
+# Ours vs the C ib_iser, iscsi_tcp, nvme-rdma and the raw soft-RoCE limit on the perf kernel.
+bench: deps
+	@scripts/bench.sh
 
 clean:
 	@if kdir=$$(KDIR=$(KDIR) scripts/kbuild.sh kdir 2>/dev/null); then \

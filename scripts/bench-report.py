@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+"""Renders tests/vm/bench.sh's JSON: a Markdown table (medians, ratios of ours to each other
+contender and to the raw soft-RoCE limit) and an SVG bar chart (no plotting library needed).
+
+usage: bench-report.py bench.json bench.md bench.svg
+"""
+import json
+import statistics
+import sys
+
+NAMES = {"rs": "ours (Rust ib_iser)", "c": "C ib_iser", "tcp": "iscsi_tcp", "nvme": "nvme-rdma"}
+# job -> (metric, unit, higher is better, raw limit key or None)
+JOBS = [
+    ("rand4k_qd32_j1", "iops", "IOPS", True, None),
+    ("rand4k_qd32_j2", "iops", "IOPS", True, None),
+    ("lat4k_qd1", "p50_us", "us p50", False, None),
+    ("lat4k_qd1", "p99_us", "us p99", False, None),
+    # iSER reads travel as target RDMA Writes, writes as target RDMA Reads.
+    ("seqread128k_qd16", "mbps", "MB/s", True, "ib_write_bw_mbps"),
+    ("seqwrite128k_qd16", "mbps", "MB/s", True, "ib_read_bw_mbps"),
+    ("seqread1m_qd8", "mbps", "MB/s", True, "ib_write_bw_mbps"),
+    ("rand4k_qd32_j1", "cpu_us_per_io", "CPU us/IO", False, None),
+]
+
+
+def main():
+    src, md_path, svg_path = sys.argv[1:4]
+    data = json.load(open(src))
+    res = data["results"]
+    raw = data.get("raw", {})
+    contenders = []
+    for key in res:
+        c = key.split("|")[0]
+        if c not in contenders:
+            contenders.append(c)
+
+    def median(c, job, metric):
+        v = [r[metric] for k, r in res.items() if k.split("|")[:2] == [c, job] and not r["errors"]]
+        return statistics.median(v) if v else None
+
+    rows = []
+    for job, metric, unit, higher, limit in JOBS:
+        vals = {c: median(c, job, metric) for c in contenders}
+        rows.append((job, metric, unit, higher, limit, vals))
+
+    def ratio(a, b, higher):
+        if a is None or not b:
+            return "-"
+        return "%.2f" % ((a / b) if higher else (b / a if a else 0))
+
+    others = [c for c in ("c", "tcp", "nvme") if c in contenders]
+    head = ["job", "metric"] + [NAMES.get(c, c) for c in contenders]
+    head += ["ours/%s" % c for c in others] + ["ours/raw limit"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for job, metric, unit, higher, limit, vals in rows:
+        cells = [job, unit] + ["-" if vals[c] is None else "%.1f" % vals[c] for c in contenders]
+        ours = vals.get("rs")
+        cells += [ratio(ours, vals[c], higher) for c in others]
+        cells.append(ratio(ours, raw.get(limit), True) if limit else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    md = ["# iSER benchmark", "",
+          "Kernel %s, fio direct=1 libaio, %ss runtime after %ss ramp, median of %s runs. "
+          "Ratios: >1 means ours is better (for latency and CPU: lower is better, so the ratio "
+          "is theirs/ours). Raw limit: ib_read_bw %s MB/s, ib_write_bw %s MB/s (128k, -t 128 -q 2)."
+          % (data["kernel"], data["runtime"], data["ramp"], data["reps"],
+             raw.get("ib_read_bw_mbps", "-"), raw.get("ib_write_bw_mbps", "-")), ""] + lines
+    open(md_path, "w").write("\n".join(md) + "\n")
+
+    # SVG: one group of bars per (job, metric), normalised to the best contender.
+    colors = {"rs": "#d9480f", "c": "#1c7ed6", "tcp": "#868e96", "nvme": "#2f9e44"}
+    w, bh, gap = 900, 14, 10
+    y = 40
+    out = []
+    for job, metric, unit, higher, limit, vals in rows:
+        present = [v for v in vals.values() if v]
+        best = max(present) if present else 1
+        out.append('<text x="10" y="%d" font-size="12" font-family="sans-serif">%s (%s)</text>'
+                   % (y + 10, job, unit))
+        for c in contenders:
+            v = vals[c]
+            length = 0 if not v else (v / best) * 480
+            out.append('<rect x="300" y="%d" width="%.1f" height="%d" fill="%s"/>'
+                       % (y, length, bh - 2, colors.get(c, "#000")))
+            out.append('<text x="%.1f" y="%d" font-size="10" font-family="sans-serif">%s %s</text>'
+                       % (305 + length, y + 10, NAMES.get(c, c), "-" if v is None else "%.1f" % v))
+            y += bh
+        y += gap
+    svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d">' % (w, y + 10),
+           '<rect width="100%" height="100%" fill="white"/>',
+           '<text x="10" y="20" font-size="14" font-family="sans-serif">iSER benchmark '
+           '(bars normalised to the largest value per row)</text>'] + out + ["</svg>"]
+    open(svg_path, "w").write("\n".join(svg) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# make bench: boot the perf kernel (no debug options; built and cached on first use), run
+# tests/vm/bench.sh (ours, the C ib_iser, iscsi_tcp, nvme-rdma, and the soft-RoCE limit on one
+# rxe device in one boot), then write results/bench-<time>/{bench.json,bench.md,bench.svg}
+# and print the table. Figures are for comparison side by side (TCG, 2 cores), never
+# pass/fail.
+#
+# Environment: BENCH_RUNTIME (s, default 8), BENCH_RAMP (2), BENCH_REPS (3),
+# BENCH_CONTENDERS ("rs c tcp nvme").
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+res=$top/results/bench-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$res"
+env_vars="ISER_RESULTS=$res"
+for v in BENCH_RUNTIME BENCH_RAMP BENCH_REPS; do
+  [ -n "${!v:-}" ] && env_vars="$env_vars $v=${!v}"
+done
+[ -n "${BENCH_CONTENDERS:-}" ] && env_vars="$env_vars BENCH_CONTENDERS=${BENCH_CONTENDERS// /,}"
+VM_ENV="$env_vars" "$top/scripts/vm-run" --kernel perf -- "$top/tests/vm/bench.sh" | tee "$res/bench.log"
+python3 "$top/scripts/bench-report.py" "$res/bench.json" "$res/bench.md" "$res/bench.svg"
+cat "$res/bench.md"
+echo "bench: $res/bench.md, $res/bench.svg"

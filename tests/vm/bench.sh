@@ -1,0 +1,179 @@
+#!/bin/bash
+# make bench, inside the VM (perf kernel): the same rxe device, the same kind of null_blk
+# backing store, one contender at a time, side by side in one boot:
+#   rs    our ib_iser        -> LIO iSER portal $IP:3260
+#   c     the C ib_iser      -> same portal
+#   tcp   iscsi_tcp          -> LIO TCP portal $IP:3261, same LUN
+#   nvme  nvme-rdma          -> nvmet-rdma port $IP:4420 (a second null_blk of the same size:
+#                               LIO and nvmet both open their device exclusively)
+# and the soft-RoCE limit (ib_read_bw / ib_write_bw, 128k, -t 128 -q 2).
+# fio: direct=1, libaio, time-based with ramp, BENCH_REPS repetitions, median reported.
+# Writes $ISER_RESULTS/bench.json; scripts/bench.sh renders the table and the chart.
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+RUNTIME=${BENCH_RUNTIME:-8}
+RAMP=${BENCH_RAMP:-2}
+REPS=${BENCH_REPS:-3}
+CONTENDERS=${BENCH_CONTENDERS:-rs c tcp nvme}
+CONTENDERS=${CONTENDERS//,/ }
+OUT=$ISER_RESULTS/bench.json
+NQN=nqn.2026-11.org.iser-rs:bench
+die() { echo "bench: $*" >&2; exit 1; }
+
+rdma_up rxe || die "rxe"
+# Not memory backed: reads return zeroes, no memory used, the backing store costs ~nothing.
+lio_setup_bench() {
+  local nb=/sys/kernel/config/nullb bs tpg
+  modprobe target_core_mod && modprobe iscsi_target_mod && modprobe target_core_iblock || return 1
+  modprobe null_blk nr_devices=0 || return 1
+  for d in nullb0 nullb1; do
+    mkdir -p $nb/$d && echo 1024 >$nb/$d/size && echo 512 >$nb/$d/blocksize \
+      && echo 32768 >$nb/$d/max_sectors && echo 1 >$nb/$d/power || return 1
+  done
+  bs=$CFS/core/iblock_0/nullb0
+  mkdir -p "$bs" && echo "udev_path=/dev/nullb0" >"$bs/control" && echo 1 >"$bs/enable" || return 1
+  tpg=$CFS/iscsi/$IQN/tpgt_1
+  mkdir -p "$tpg/lun/lun_0" && ln -s "$bs" "$tpg/lun/lun_0/lun0_link" || return 1
+  mkdir "$tpg/np/$IP:3260" && echo 1 >"$tpg/np/$IP:3260/iser" || return 1
+  mkdir "$tpg/np/$IP:3261" || return 1
+  echo 0 >"$tpg/attrib/authentication"; echo 1 >"$tpg/attrib/generate_node_acls"
+  echo 1 >"$tpg/attrib/cache_dynamic_acls"; echo 0 >"$tpg/attrib/demo_mode_write_protect"
+  echo 1 >"$tpg/enable"
+}
+nvmet_setup() {
+  local s=/sys/kernel/config/nvmet/subsystems/$NQN p=/sys/kernel/config/nvmet/ports/1
+  modprobe nvmet-rdma || return 1
+  mkdir -p "$s/namespaces/1" && echo 1 >"$s/attr_allow_any_host" \
+    && echo /dev/nullb1 >"$s/namespaces/1/device_path" && echo 1 >"$s/namespaces/1/enable" || return 1
+  mkdir -p "$p" && echo rdma >"$p/addr_trtype" && echo ipv4 >"$p/addr_adrfam" \
+    && echo "$IP" >"$p/addr_traddr" && echo 4420 >"$p/addr_trsvcid" || return 1
+  ln -s "$s" "$p/subsystems/$NQN"
+}
+lio_setup_bench || die "LIO"
+nvmet_setup || die "nvmet"
+iscsid_start
+
+wait_disk() {  # prints sdX of the one iSCSI session
+  local i dev
+  for i in $(seq 200); do
+    dev=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
+    [ -n "$dev" ] && [ -b "/dev/$dev" ] && { echo "$dev"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+connect() {  # contender -> prints the block device name
+  case $1 in
+    rs|c)
+      load_initiator "$1" >&2 || return 1
+      iscsiadm -m discovery -t st -p "$IP:3260" -I iser >/dev/null || return 1
+      iscsiadm -m node -T "$IQN" -p "$IP:3260" -I iser --login >/dev/null || return 1
+      wait_disk ;;
+    tcp)
+      modprobe iscsi_tcp || return 1
+      iscsiadm -m discovery -t st -p "$IP:3261" >/dev/null || return 1
+      iscsiadm -m node -T "$IQN" -p "$IP:3261" --login >/dev/null || return 1
+      wait_disk ;;
+    nvme)
+      modprobe nvme-rdma || return 1
+      echo "transport=rdma,traddr=$IP,trsvcid=4420,nqn=$NQN" >/dev/nvme-fabrics || return 1
+      local i; for i in $(seq 100); do
+        for n in /sys/class/nvme/nvme*/subsysnqn; do
+          [ "$(cat "$n" 2>/dev/null)" = "$NQN" ] || continue
+          local c; c=$(basename "$(dirname "$n")")
+          [ -b "/dev/${c}n1" ] && { echo "${c}n1"; return 0; }
+        done; sleep 0.1
+      done; return 1 ;;
+  esac
+}
+disconnect() {
+  case $1 in
+    rs|c) iscsiadm -m node -T "$IQN" -p "$IP:3260" --logout >/dev/null; iscsiadm -m node -o delete >/dev/null 2>&1
+          unload_initiator ;;
+    tcp) iscsiadm -m node -T "$IQN" -p "$IP:3261" --logout >/dev/null; iscsiadm -m node -o delete >/dev/null 2>&1 ;;
+    nvme) local n; for n in /sys/class/nvme/nvme*/subsysnqn; do
+            [ "$(cat "$n" 2>/dev/null)" = "$NQN" ] && echo 1 >"$(dirname "$n")/delete_controller"
+          done ;;
+  esac
+}
+
+# cpu_ticks: sys + softirq ticks of all CPUs (/proc/stat "cpu" line: user nice system idle
+# iowait irq softirq ...).
+cpu_ticks() { awk '/^cpu /{print $4 + $8}' /proc/stat; }
+
+# run_job NAME DEV FIO_ARGS...: one repetition; prints a JSON object.
+run_job() {
+  local name=$1 dev=$2 t0 t1 out; shift 2
+  out=/tmp/fio-$name.json
+  t0=$(cpu_ticks)
+  fio --name="$name" --filename="/dev/$dev" --direct=1 --ioengine=libaio --time_based \
+    --runtime="$RUNTIME" --ramp_time="$RAMP" --group_reporting --eta=never \
+    --output-format=json --output="$out" "$@" >/dev/null 2>&1 || return 1
+  t1=$(cpu_ticks)
+  python3 - "$out" $((t1 - t0)) "$(getconf CLK_TCK)" "$RUNTIME" "$RAMP" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+ticks, hz = int(sys.argv[2]), int(sys.argv[3])
+# fio's I/O counts exclude the ramp, the CPU ticks do not: keep the measured window's share.
+ticks = ticks * float(sys.argv[4]) / (float(sys.argv[4]) + float(sys.argv[5]))
+r, w = j["read"], j["write"]
+ios = r["total_ios"] + w["total_ios"]
+p = r["clat_ns"].get("percentile", {}) if r["total_ios"] else w["clat_ns"].get("percentile", {})
+print(json.dumps({
+    "iops": r["iops"] + w["iops"],
+    "mbps": (r["bw_bytes"] + w["bw_bytes"]) / 1e6,
+    "p50_us": p.get("50.000000", 0) / 1000, "p99_us": p.get("99.000000", 0) / 1000,
+    "cpu_us_per_io": (ticks / hz * 1e6) / max(ios, 1),
+    "errors": j["error"],
+}))
+PY
+}
+
+JOBS=(
+  "rand4k_qd32_j1 --rw=randread --bs=4k --iodepth=32 --numjobs=1"
+  "rand4k_qd32_j2 --rw=randread --bs=4k --iodepth=32 --numjobs=2"
+  "lat4k_qd1 --rw=randread --bs=4k --iodepth=1"
+  "seqread128k_qd16 --rw=read --bs=128k --iodepth=16"
+  "seqwrite128k_qd16 --rw=write --bs=128k --iodepth=16"
+  "seqread1m_qd8 --rw=read --bs=1m --iodepth=8"
+)
+
+echo "{" >"$OUT"
+echo "\"kernel\": \"$(uname -r)\", \"runtime\": $RUNTIME, \"ramp\": $RAMP, \"reps\": $REPS," >>"$OUT"
+echo "\"results\": {" >>"$OUT"
+first=1
+for c in $CONTENDERS; do
+  dev=$(connect "$c") || { echo "bench: $c: connect failed" >&2; disconnect "$c"; continue; }
+  echo "== $c on /dev/$dev"
+  for spec in "${JOBS[@]}"; do
+    read -r job args <<<"$spec"
+    for r in $(seq "$REPS"); do
+      # shellcheck disable=SC2086
+      res=$(run_job "$job" "$dev" $args) || { echo "bench: $c $job failed" >&2; continue; }
+      echo "$c $job #$r $res"
+      [ $first = 1 ] || echo "," >>"$OUT"; first=0
+      echo "\"$c|$job|$r\": $res" >>"$OUT"
+    done
+  done
+  disconnect "$c"
+done
+echo "}," >>"$OUT"
+
+# The soft-RoCE limit: 128k, deep queues, two QPs (a ceiling, not a single-QP sample).
+raw() {  # ib_read_bw|ib_write_bw -> MB/s
+  local tool=$1 port=$2 v
+  $tool -d rxe0 -s 131072 -t 128 -q 2 -D 5 -p "$port" -F >/tmp/$tool.srv 2>&1 &
+  sleep 2
+  v=$($tool -d rxe0 -s 131072 -t 128 -q 2 -D 5 -p "$port" -F "$IP" 2>/dev/null \
+      | awk '$1 == 131072 {print $4}' | tail -n1)
+  wait
+  echo "${v:-0}"
+}
+rb=$(raw ib_read_bw 18515); wb=$(raw ib_write_bw 18516)
+echo "raw: ib_read_bw ${rb} MB/s, ib_write_bw ${wb} MB/s"
+echo "\"raw\": {\"ib_read_bw_mbps\": ${rb:-0}, \"ib_write_bw_mbps\": ${wb:-0}}" >>"$OUT"
+echo "}" >>"$OUT"
+iscsid_stop
+splats=$(dmesg | grep -E "$SPLAT_RE" | head -n 3)
+[ -z "$splats" ] || echo "bench: kernel log has splats: $splats" >&2
+echo "bench: results in $OUT"
