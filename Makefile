@@ -55,7 +55,7 @@ check: deps
 
 # The long loops (100 login/logout cycles) instead of the short versions make check runs.
 check-long: deps
-	@ISER_LOGIN_CYCLES=100 scripts/check.sh
+	@ISER_LOGIN_CYCLES=100 TEST_TIMEOUT=3000 scripts/check.sh
 
 demo: deps
 	@scripts/demo.sh
