@@ -312,12 +312,6 @@ struct Leftovers {
     cm_id: Option<CmId<IserConn>>,
 }
 
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        drop(self.cm_id.take());
-    }
-}
-
 fn log_wc_error(what: &str, wc: &Wc) {
     if wc.flushed {
         iser_dbg!("{} flushed\n", what);
