@@ -15,5 +15,6 @@ pub(crate) mod bhs;
 pub(crate) mod cm;
 pub(crate) mod hdr;
 pub(crate) mod param;
+pub(crate) mod rx;
 pub(crate) mod sizing;
 pub(crate) mod task;

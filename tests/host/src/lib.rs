@@ -17,6 +17,8 @@ mod hdr_tests;
 #[cfg(test)]
 mod param_tests;
 #[cfg(test)]
+mod rx_tests;
+#[cfg(test)]
 mod sizing_tests;
 #[cfg(test)]
 mod task_tests;
