@@ -8,6 +8,8 @@
 #   make demo       boot the VM, soft-RoCE + LIO, log in over iSER, run a short fio
 #   make bench      benchmark against the C driver, iscsi_tcp, nvme-rdma (perf kernel)
 #   make clippy     the module built under clippy (warnings are errors)
+#   make fuzz       libFuzzer on the rust/proto parsers, FUZZ_SECONDS (30) per target;
+#                   the long run is make fuzz FUZZ_SECONDS=600
 #   make fmt / fmt-check, make rust-analyzer, make host-test, make kernel, make deps
 #
 # KDIR=<tree> builds against another Rust-enabled kernel tree (see scripts/kbuild.sh).
@@ -20,9 +22,9 @@ else
 
 SHELL := /bin/bash
 RUSTFMT ?= rustfmt
-RUST_SRCS = $(shell find rust tests/host/src -name '*.rs' ! -name '*generated*')
+RUST_SRCS = $(shell find rust tests/host/src tests/fuzz/src tests/fuzz/fuzz_targets -name '*.rs' ! -name '*generated*')
 
-.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test check check-long demo bench clean
+.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long demo bench clean
 
 all: modules
 
@@ -50,6 +52,11 @@ fmt-check:
 host-test:
 	@cd tests/host && cargo test --quiet
 
+# Coverage-guided fuzzing of the parsers of target-controlled bytes (stable rustc, libFuzzer).
+FUZZ_SECONDS ?= 30
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
 check: deps
 	@scripts/check.sh
 
@@ -67,6 +74,6 @@ bench: deps
 clean:
 	@if kdir=$$(KDIR=$(KDIR) scripts/kbuild.sh kdir 2>/dev/null); then \
 		$(MAKE) -C $$kdir M=$(CURDIR) LLVM=1 clean; fi
-	@rm -rf tests/host/target results
+	@rm -rf tests/host/target tests/fuzz/target results
 
 endif

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+#
+# scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 30; `make fuzz FUZZ_SECONDS=600` is the long run)
+#
+# Builds the libFuzzer harness of tests/fuzz (the parsers of rust/proto that see target- or
+# user-controlled bytes) with coverage instrumentation on *stable* rustc, and runs every
+# target for SECONDS_PER_TARGET seconds from a scratch copy of its seed corpus
+# (tests/fuzz/corpus/<target>, never modified). One line per target:
+#
+#   fuzz rx_parse: 1234567 runs in 30 s, 0 crashes
+#
+# Exits non-zero if a target crashed (panic, failed invariant, timeout, out of memory); the
+# input is kept as results/fuzz-<time>/<target>-crash-<sha1>, with the libFuzzer log beside it.
+# Reproduce with tests/fuzz/target/<host triple>/release/<target> <artifact>.
+#
+# Needs cargo (rustup stable) and a C++ compiler: libfuzzer-sys, fetched from crates.io,
+# compiles libFuzzer with the cc crate. No nightly, no cargo-fuzz: the sanitizer-coverage
+# pass and its LLVM options are stable codegen flags; without -Zsanitizer=address there is
+# no ASan, which the safe, allocation-free code of rust/proto does not need (out-of-bounds
+# indexing panics, and panics abort).
+#
+# Environment: ISER_FUZZ_TARGETS="rx_parse hdr_decode" runs a subset; ISER_FUZZ_ARGS adds
+# libFuzzer options; CARGO_BUILD_JOBS limits the build.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+secs=${1:-30}
+case $secs in '' | *[!0-9]* | 0) echo "usage: $0 [SECONDS_PER_TARGET > 0]" >&2; exit 2 ;; esac
+targets=${ISER_FUZZ_TARGETS:-rx_parse hdr_decode bhs_decode cm_reply param_parse}
+
+command -v cargo >/dev/null || { echo "fuzz: cargo not found (install rustup's stable toolchain)" >&2; exit 1; }
+if ! command -v c++ >/dev/null && ! command -v g++ >/dev/null && ! command -v clang++ >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "fuzz: installing g++ (libFuzzer is C++)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++; } >/dev/null ||
+      { echo "fuzz: apt-get install g++ failed" >&2; exit 1; }
+  else
+    echo "fuzz: no C++ compiler (apt-get install g++)" >&2; exit 1
+  fi
+fi
+
+res=$top/results/fuzz-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$res"
+host=$(rustc -vV | sed -n 's/^host: //p')
+tdir=$top/tests/fuzz/target
+bin=$tdir/$host/release
+
+# The flags cargo-fuzz passes, minus the nightly-only -Zsanitizer. --target keeps them off
+# build scripts (which would not link without libFuzzer's coverage callbacks).
+flags=(
+  -Cpasses=sancov-module
+  -Cllvm-args=-sanitizer-coverage-level=4
+  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters
+  -Cllvm-args=-sanitizer-coverage-pc-table
+  -Cllvm-args=-sanitizer-coverage-trace-compares
+  -Cllvm-args=-sanitizer-coverage-stack-depth
+  --cfg=fuzzing
+  -Cdebug-assertions
+  -Coverflow-checks
+  -Cforce-frame-pointers
+)
+echo "== fuzz: building tests/fuzz ($host, instrumented)"
+t0=$(date +%s)
+if ! (cd tests/fuzz && unset CARGO_ENCODED_RUSTFLAGS &&
+  RUSTFLAGS="${flags[*]}" CARGO_TARGET_DIR=$tdir cargo build --release --locked --target "$host" --bins) \
+  >"$res/build.log" 2>&1; then
+  tail -n 30 "$res/build.log"
+  echo "fuzz: build failed (log: $res/build.log)"
+  exit 1
+fi
+echo "fuzz: built in $(($(date +%s) - t0)) s"
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+failed=0
+for t in $targets; do
+  mkdir -p "$scratch/$t"
+  cp -r tests/fuzz/corpus/"$t"/. "$scratch/$t"/ 2>/dev/null
+  log=$res/$t.log
+  t0=$(date +%s)
+  # shellcheck disable=SC2086
+  "$bin/$t" -max_total_time="$secs" -max_len=8400 -rss_limit_mb=2048 -timeout=10 \
+    -print_final_stats=1 -artifact_prefix="$res/$t-" ${ISER_FUZZ_ARGS:-} "$scratch/$t" >"$log" 2>&1
+  rc=$?
+  el=$(($(date +%s) - t0))
+  crashes=$(find "$res" -maxdepth 1 -name "$t-*" ! -name '*.log' | wc -l)
+  if done_line=$(grep -E '^Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n1); [ -n "$done_line" ]; then
+    runs=$(echo "$done_line" | awk '{print $2}'); s=$(echo "$done_line" | awk '{print $5}')
+  else
+    # Stopped early (crash): the last status line's run count, wall time.
+    runs=$(grep -oE '^#[0-9]+' "$log" | tail -n1 | tr -d '#'); s=$el
+  fi
+  [ "$rc" = 0 ] || [ "$crashes" -gt 0 ] || crashes=1  # died without an artifact
+  echo "fuzz $t: ${runs:-0} runs in ${s} s, $crashes crashes"
+  if [ "$crashes" -gt 0 ]; then
+    failed=1
+    if grep -q 'panicked at' "$log"; then
+      grep -m1 -A1 'panicked at' "$log" | sed 's/^/  /'  # location, then the message
+    else
+      grep -m1 -E 'ERROR: libFuzzer' "$log" | sed 's/^/  /'  # timeout, out-of-memory, ...
+    fi
+    for a in $(find "$res" -maxdepth 1 -name "$t-*" ! -name '*.log'); do
+      echo "  artifact: ${a#"$top"/} (reproduce: ${bin#"$top"/}/$t ${a#"$top"/})"
+    done
+  fi
+done
+echo "fuzz: logs in ${res#"$top"/}"
+exit $failed
