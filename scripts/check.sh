@@ -4,7 +4,8 @@
 #
 # Environment: ISER_VM_TESTS=<regex> runs a subset of the VM suite; ISER_SKIP_VM=1 skips it;
 # ISER_LOGIN_CYCLES (default 10; `make check-long` uses 100) sets the login/logout loop;
-# TEST_TIMEOUT (s, default 900) limits each VM test (`make check-long`: 3000).
+# TEST_TIMEOUT (s, default 900) limits each VM test (`make check-long`: 3000);
+# ISER_FUZZ_SECONDS (default 20, 0 skips) is the libFuzzer run per target (scripts/fuzz.sh).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -23,6 +24,13 @@ hp=$(awk '/^test result:/{s+=$4} END{print s+0}' "$res/host-tests.log")
 hf=$(awk '/^test result:/{s+=$6} END{print s+0}' "$res/host-tests.log")
 grep -q '^test result:' "$res/host-tests.log" || hf=$((hf + 1))
 pass=$((pass + hp)); failn=$((failn + hf))
+
+fz=${ISER_FUZZ_SECONDS:-20}
+if [ "$fz" != 0 ]; then
+  echo "== fuzz (scripts/fuzz.sh $fz: libFuzzer, $fz s per target)"
+  scripts/fuzz.sh "$fz" 2>&1 | tee "$res/fuzz.log" | grep -E '^(fuzz|  )'
+  result "fuzz: rust/proto parsers survive $fz s per target" "${PIPESTATUS[0]}"
+fi
 
 echo "== build checks"
 kdir=$(scripts/kbuild.sh kdir) || { echo "no kernel tree"; exit 1; }
