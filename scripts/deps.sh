@@ -16,7 +16,7 @@ PKGS=(
   # VM
   qemu-system-x86
   # iSCSI initiator + targets, RDMA userspace, I/O tools
-  open-iscsi targetcli-fb tgt rdma-core ibverbs-utils ibverbs-providers perftest
+  open-iscsi targetcli-fb tgt dmsetup rdma-core ibverbs-utils ibverbs-providers perftest
   fio sg3-utils iproute2 util-linux procps
   # kernel source (primary test kernel)
   linux-source-6.12

@@ -95,9 +95,15 @@ PORT=${PORT:-3260}
 
 # lio_setup [SIZE_MB]: null_blk (memory backed) LUN behind an iSER portal on $IP:$PORT.
 # LIO_PARAMS="Key=Value ..." sets iSCSI login parameters of the target portal group (e.g.
-# InitialR2T=No to make the initiator send unsolicited Data-Out PDUs).
+# InitialR2T=No to make the initiator send unsolicited Data-Out PDUs). LIO_DELAY=1 puts a
+# dm-delay device between null_blk and LIO (delay 0 until `lio_delay MS` changes it).
 lio_setup() {
-  local size=${1:-256} nb=/sys/kernel/config/nullb/nullb0 bs tpg
+  lio_backstore "${1:-256}" && lio_target_up
+}
+
+DM_DELAY=iser_delay
+lio_backstore() {
+  local size=${1:-256} nb=/sys/kernel/config/nullb/nullb0 bs dev=/dev/nullb0
   modprobe target_core_mod && modprobe iscsi_target_mod && modprobe target_core_iblock || return 1
   modprobe null_blk nr_devices=0 || return 1
   # max_sectors: null_blk's default (127 KiB) would cap LIO's maximum transfer length,
@@ -105,11 +111,29 @@ lio_setup() {
   mkdir -p "$nb" && echo "$size" >"$nb/size" && echo 1 >"$nb/memory_backed" \
     && echo 512 >"$nb/blocksize" && echo 32768 >"$nb/max_sectors" && echo 1 >"$nb/power" \
     || return 1
+  if [ -n "${LIO_DELAY:-}" ]; then
+    modprobe dm_delay || return 1
+    dmsetup create "$DM_DELAY" --table "0 $((size * 2048)) delay /dev/nullb0 0 0" || return 1
+    dev=/dev/mapper/$DM_DELAY
+  fi
   bs=$CFS/core/iblock_0/nullb0
-  mkdir -p "$bs" && echo "udev_path=/dev/nullb0" >"$bs/control" || return 1
+  mkdir -p "$bs" && echo "udev_path=$dev" >"$bs/control" || return 1
   echo iserrsserial0 >"$bs/wwn/vpd_unit_serial"
   echo 1 >"$bs/enable" || return 1
-  tpg=$CFS/iscsi/$IQN/tpgt_1
+}
+
+# lio_delay MS: every read and write of the LUN now takes MS milliseconds (LIO_DELAY=1).
+lio_delay() {
+  local sectors; sectors=$(blockdev --getsz /dev/nullb0) || return 1
+  dmsetup suspend --nolockfs --noflush "$DM_DELAY" &&
+    dmsetup load "$DM_DELAY" --table "0 $sectors delay /dev/nullb0 0 $1" &&
+    dmsetup resume "$DM_DELAY"
+}
+
+# lio_target_up / lio_target_down: the iSCSI target (portal, LUN mapping) on top of the
+# backstore; down and up again is a target restart that keeps the data.
+lio_target_up() {
+  local tpg=$CFS/iscsi/$IQN/tpgt_1 bs=$CFS/core/iblock_0/nullb0
   mkdir -p "$tpg/lun/lun_0" && ln -s "$bs" "$tpg/lun/lun_0/lun0_link" || return 1
   mkdir "$tpg/np/$IP:$PORT" || return 1
   echo 1 >"$tpg/np/$IP:$PORT/iser" || return 1
@@ -124,7 +148,7 @@ lio_setup() {
   echo 1 >"$tpg/enable"
 }
 
-lio_teardown() {
+lio_target_down() {
   local tpg=$CFS/iscsi/$IQN/tpgt_1
   [ -d "$tpg" ] || return 0
   echo 0 >"$tpg/enable" 2>/dev/null
@@ -137,7 +161,46 @@ lio_teardown() {
   rmdir "$tpg/np/$IP:$PORT" 2>/dev/null
   rm -f "$tpg/lun/lun_0/lun0_link"
   rmdir "$tpg/lun/lun_0" "$tpg" "$CFS/iscsi/$IQN" 2>/dev/null
+  [ ! -d "$tpg" ]
+}
+
+lio_teardown() {
+  lio_target_down
   rmdir "$CFS/core/iblock_0/nullb0" "$CFS/core/iblock_0" 2>/dev/null
+  dmsetup remove "$DM_DELAY" 2>/dev/null
+  rmdir /sys/kernel/config/nullb/nullb0 2>/dev/null
+  return 0
+}
+
+# --- tgt (userspace target, rdma-core's rxe/siw providers) -------------------------------------
+# tgt_setup [SIZE_MB]: tgtd with an iSER LUN on null_blk. tgt 1.0.85 (Debian 12): discovery
+# only over TCP; its iSER listener is INADDR_ANY:3260 and cannot move (a bug in the port
+# parser), so the TCP portal moves to TGT_TCP_PORT (on siw both would be TCP sockets on the
+# same port); iSER logins need an IP ACL *and* an initiator-name ACL (fixed in tgt 1.0.95).
+TGT_TCP_PORT=${TGT_TCP_PORT:-3262}
+tgt_setup() {
+  local size=${1:-256} nb=/sys/kernel/config/nullb/nullb0 i
+  modprobe null_blk nr_devices=0 || return 1
+  mkdir -p "$nb" && echo "$size" >"$nb/size" && echo 1 >"$nb/memory_backed" \
+    && echo 512 >"$nb/blocksize" && echo 1 >"$nb/power" || return 1
+  modprobe rdma_ucm && modprobe ib_uverbs || return 1
+  mkdir -p /run/tgtd /var/run/tgtd
+  setsid tgtd -f --iscsi "portal=$IP:$TGT_TCP_PORT" --iser pool_sz_mb=128 >"${ISER_RESULTS:-/tmp}/tgtd.log" 2>&1 &
+  for i in $(seq 100); do tgtadm --mode system --op show >/dev/null 2>&1 && break; sleep 0.1; done
+  tgtadm --lld iser --mode target --op new --tid 1 --targetname "$IQN" || return 1
+  tgtadm --lld iser --mode logicalunit --op new --tid 1 --lun 1 --backing-store /dev/nullb0 \
+    --bstype rdwr || return 1
+  tgtadm --lld iser --mode target --op bind --tid 1 --initiator-address ALL || return 1
+  tgtadm --lld iser --mode target --op bind --tid 1 \
+    --initiator-name "$(sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi)" || return 1
+}
+
+tgt_teardown() {
+  pgrep -x tgtd >/dev/null || { rmdir /sys/kernel/config/nullb/nullb0 2>/dev/null; return 0; }
+  tgtadm --lld iser --mode target --op delete --force --tid 1 2>/dev/null
+  tgtadm --mode system --op delete 2>/dev/null
+  local i; for i in $(seq 50); do pgrep -x tgtd >/dev/null || break; sleep 0.1; done
+  pkill -9 -x tgtd 2>/dev/null
   rmdir /sys/kernel/config/nullb/nullb0 2>/dev/null
   return 0
 }
@@ -163,9 +226,16 @@ iscsid_stop() {
 # iser_login: discovery + login over iSER; prints the block device name (sdX).
 iser_login() {
   local portal=${1:-$IP:$PORT} i dev
-  iscsiadm -m discovery -t st -p "$portal" -I iser >&2 || return 1
+  if [ "${TARGET:-lio}" = tgt ]; then
+    # tgt: discovery over TCP (on its moved portal), then an iSER record of the iSER portal.
+    iscsiadm -m discovery -t st -p "$IP:$TGT_TCP_PORT" >&2 || return 1
+    iscsiadm -m node -T "$IQN" -p "$IP:$TGT_TCP_PORT" -o delete >&2
+    iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o new >&2 || return 1
+  else
+    iscsiadm -m discovery -t st -p "$portal" -I iser >&2 || return 1
+  fi
   iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
-    -n node.session.timeo.replacement_timeout -v 10 >&2 || return 1
+    -n node.session.timeo.replacement_timeout -v "${REPLACEMENT_TIMEOUT:-10}" >&2 || return 1
   iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
     -n 'node.conn[0].timeo.login_timeout' -v 10 >&2 || return 1
   iscsiadm -m node -T "$IQN" -p "$portal" -I iser --login >&2 || return 1
@@ -181,7 +251,59 @@ iser_logout() {
   iscsiadm -m node -T "$IQN" --logout >&2 || return 1
   iscsiadm -m node -o delete >&2 2>/dev/null
   iscsiadm -m discoverydb -t st -p "${1:-$IP:$PORT}" -o delete >&2 2>/dev/null
+  iscsiadm -m discoverydb -t st -p "$IP:$TGT_TCP_PORT" -o delete >&2 2>/dev/null
   return 0
+}
+
+# session_logged_in: the session and its connection are logged in.
+session_logged_in() {
+  local p; p=$(iscsiadm -m session -P 1 2>/dev/null) || return 1
+  grep -q "iSCSI Session State: LOGGED_IN" <<<"$p" && grep -q "iSCSI Connection State: LOGGED IN" <<<"$p"
+}
+
+# wait_recovered DEV TIMEOUT_S: waits until the session is logged in again and a direct read
+# of DEV completes; prints the seconds it took.
+wait_recovered() {
+  local dev=$1 tmo=${2:-120} t0 now
+  t0=$(date +%s.%N)
+  while :; do
+    if session_logged_in && dd if="/dev/$dev" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null; then
+      now=$(date +%s.%N); awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.1f\n", b - a }'; return 0
+    fi
+    now=$(date +%s)
+    [ $(( now - ${t0%.*} )) -ge "$tmo" ] && { echo "not recovered after $tmo s" >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+# Background I/O with verification during fault injection: fio_loop_start DEV runs verified
+# fio jobs (random writes of 4k-64k at queue depth 16, every block read back and checked
+# while writing and at the end) one after the other until fio_loop_stop; fio_loop_stop
+# fails if any job failed and prints how many ran.
+fio_loop_start() {
+  local dev=$1
+  rm -f /tmp/fio_loop.stop /tmp/fio_loop.fail; echo 0 >/tmp/fio_loop.n
+  (
+    n=0
+    while [ ! -e /tmp/fio_loop.stop ]; do
+      n=$((n + 1))
+      FIO_TAG=_$n fio_verify "$dev" loop --rw=randwrite --bsrange=4k-64k --iodepth=16 \
+        --size=4M --offset=$(( (n % 8) * 4 + 128 ))M --verify_backlog=64 >>/tmp/fio_loop.log 2>&1 \
+        || { echo "$n" >/tmp/fio_loop.fail; break; }
+      echo "$n" >/tmp/fio_loop.n
+    done
+  ) &
+  FIO_LOOP_PID=$!
+}
+
+fio_loop_stop() {
+  touch /tmp/fio_loop.stop
+  wait "$FIO_LOOP_PID"
+  echo "verified fio jobs completed during the test: $(cat /tmp/fio_loop.n)"
+  if [ -e /tmp/fio_loop.fail ]; then
+    echo "fio job #$(cat /tmp/fio_loop.fail) failed:"; tail -n 30 /tmp/fio_loop.log; return 1
+  fi
+  [ "$(cat /tmp/fio_loop.n)" -gt 0 ] || { echo "no fio job completed"; return 1; }
 }
 
 # --- Kernel log -------------------------------------------------------------------------------
@@ -215,15 +337,20 @@ sys.exit(1 if j["error"] else 0)
 PY
 }
 
-# iser_setup [MODPARAMS...]: rxe + LIO + our initiator + iscsid, logged in; prints the disk.
+# iser_setup [MODPARAMS...]: $RDMA (rxe) + $TARGET (lio or tgt) + our initiator + iscsid,
+# logged in; prints the disk.
 # max_sectors_kb is raised to the host limit (sd caps it at LIO's optimal transfer size,
 # 124 KiB), so large I/Os reach the initiator as large, multi-page registrations.
 iser_setup() {
   local dev q
-  rdma_up rxe >&2 || { echo "rxe" >&2; return 1; }
-  lio_setup "${LUN_MB:-256}" >&2 || { echo "LIO target" >&2; return 1; }
+  rdma_up "${RDMA:-rxe}" >&2 || { echo "${RDMA:-rxe}" >&2; return 1; }
   load_initiator "${ISER_IMPL:-rs}" "$@" >&2 || { echo "load ib_iser" >&2; return 1; }
   iscsid_start >&2
+  if [ "${TARGET:-lio}" = tgt ]; then
+    tgt_setup "${LUN_MB:-256}" >&2 || { echo "tgt target" >&2; return 1; }
+  else
+    lio_setup "${LUN_MB:-256}" >&2 || { echo "LIO target" >&2; return 1; }
+  fi
   dev=$(iser_login) || return 1
   q=/sys/block/$dev/queue
   # sd may revalidate the disk right after it appeared and reset the value: retry until it
