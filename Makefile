@@ -4,7 +4,8 @@
 #
 #   make            build ib_iser.ko (installs dependencies and the test kernel if missing)
 #   make check      host unit tests + VM suite; ends with "N passed, N failed"
-#   make check-long the same with the long loops (100 login/logout cycles)
+#   make check-long the same with the long loops (200 login/logout cycles, 20 link flaps,
+#                   10 target restarts, 5 device removals, 5 iscsid restarts)
 #   make demo       boot the VM, soft-RoCE + LIO, log in over iSER, run a short fio
 #   make bench      benchmark against the C driver, iscsi_tcp, nvme-rdma (perf kernel)
 #   make clippy     the module built under clippy (warnings are errors)
@@ -60,9 +61,10 @@ fuzz:
 check: deps
 	@scripts/check.sh
 
-# The long loops (100 login/logout cycles) instead of the short versions make check runs.
+# The long loops (200 login/logout cycles, 20 link flaps, 10 target restarts, ...) instead
+# of the short versions make check runs.
 check-long: deps
-	@ISER_LOGIN_CYCLES=100 TEST_TIMEOUT=3000 scripts/check.sh
+	@ISER_LOGIN_CYCLES=200 ISER_LONG=1 TEST_TIMEOUT=3600 scripts/check.sh
 
 demo: deps
 	@scripts/demo.sh

@@ -66,7 +66,7 @@ if [ "${ISER_SKIP_VM:-0}" != 1 ]; then
   shards=${ISER_VM_SHARDS:-2}
   echo "== VM suite (scripts/vm-run -- tests/vm/suite.sh, $shards VMs)"
   for k in $(seq 0 $((shards - 1))); do
-    ISER_RESULTS=$res/vm$k VM_ENV="ISER_RESULTS=$res/vm$k ISER_SHARD=$k/$shards ISER_LOGIN_CYCLES=${ISER_LOGIN_CYCLES:-10} TEST_TIMEOUT=${TEST_TIMEOUT:-900}" \
+    ISER_RESULTS=$res/vm$k VM_ENV="ISER_RESULTS=$res/vm$k ISER_SHARD=$k/$shards ISER_LOGIN_CYCLES=${ISER_LOGIN_CYCLES:-10} ISER_LONG=${ISER_LONG:-} TEST_TIMEOUT=${TEST_TIMEOUT:-900}" \
       scripts/vm-run --no-build -- tests/vm/suite.sh "${ISER_VM_TESTS:-.}" >"$res/vm$k.log" 2>&1 &
     # Stagger the boots a little (both read the same kernel and root at start).
     sleep 5
