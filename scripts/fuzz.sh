@@ -76,6 +76,7 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 failed=0
 for t in $targets; do
+  [ -x "$bin/$t" ] || { echo "fuzz $t: no such target"; failed=1; continue; }
   mkdir -p "$scratch/$t"
   cp -r tests/fuzz/corpus/"$t"/. "$scratch/$t"/ 2>/dev/null
   log=$res/$t.log
