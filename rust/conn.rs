@@ -31,10 +31,13 @@ use crate::ffi::rdma::{
     HdrMapping, MappedSg, Mr, Qp, QpCaps, RegReq, Sge, SysfsBuf, Wc,
 };
 use crate::ffi::{bh, errno, params};
-use crate::proto::{bhs, cm, hdr, sizing, task as ptask};
+use crate::proto::{bhs, cm, hdr, rx, sizing, task as ptask};
 use core::net::SocketAddr;
+use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::prelude::*;
-use kernel::sync::{Arc, CondVar, CondVarTimeoutResult, Mutex, SpinLock};
+use kernel::sync::lock::{spinlock::SpinLockBackend, Guard};
+use kernel::sync::{Arc, ArcBorrow, CondVar, CondVarTimeoutResult, Mutex, SpinLock};
+use kernel::workqueue::{Work, WorkItem};
 use kernel::{new_condvar, new_mutex, new_spinlock};
 
 /// Address and route resolution timeout (iser-spec.md 6.2).
@@ -54,6 +57,9 @@ enum State {
     Terminating,
     Down,
 }
+
+/// The locked data path.
+type DpGuard<'a> = Guard<'a, Dp, SpinLockBackend>;
 
 /// Management state, under `ctrl`.
 struct Ctrl {
@@ -90,21 +96,29 @@ struct DirRes {
     iova: u64,
 }
 
-/// A received PDU waiting for its task's SEND completion.
-struct Deferred {
-    buf: [u8; sizing::RX_PAYLOAD],
-    len: usize,
-}
-
 /// Transport state of one libiscsi task (indexed by the task's pool index).
-#[derive(Default)]
 struct Slot {
     hdr: Option<HdrMapping>,
     sends_pending: u32,
     put_on_send: Option<TaskHandle>,
-    deferred: Option<KBox<Deferred>>,
+    /// Length of a received PDU held in `dbuf` until the task's SEND completed.
+    deferred: Option<usize>,
+    dbuf: [u8; sizing::RX_PAYLOAD],
     /// [read, write].
     dirs: [Option<DirRes>; 2],
+}
+
+impl Slot {
+    const fn new() -> Self {
+        Slot {
+            hdr: None,
+            sends_pending: 0,
+            put_on_send: None,
+            deferred: None,
+            dbuf: [0; sizing::RX_PAYLOAD],
+            dirs: [None, None],
+        }
+    }
 }
 
 /// A stack of free indices (the 6.12 `KVec` has no `pop`).
@@ -155,7 +169,7 @@ struct Bound {
     login_req: DmaBuf,
     login_rsp: DmaBuf,
     ring_posted: bool,
-    slots: KVec<Slot>,
+    slots: KVVec<Slot>,
     fr: KVec<FrDesc>,
     fr_free: FreeList,
     dataout: DmaBuf,
@@ -254,8 +268,11 @@ impl Bound {
             return Err(EAGAIN);
         };
         let d = &mut self.fr[i];
-        let inval = d.need_inval.then(|| d.mr.rkey());
+        let old_key = d.mr.rkey();
+        let inval = d.need_inval.then_some(old_key);
         if let Err(e) = d.mr.map(&sg) {
+            // Nothing was posted: the MR keeps its registration and key.
+            d.mr.restore_key(old_key);
             iser_err!(
                 "failed to map {} DMA entries for registration: {:?}\n",
                 sg.nents(),
@@ -303,6 +320,44 @@ pub(crate) struct IserConn {
     #[pin]
     dp: SpinLock<Dp>,
     peer: SocketAddr,
+    /// Reports a connection failure found where `iscsi_conn_failure` cannot be called
+    /// (under libiscsi's `frwd_lock`); runs on the module's workqueue.
+    #[pin]
+    fail_work: Work<IserConn>,
+    /// The `ISCSI_ERR_*` code `fail_work` reports.
+    fail_err: AtomicU32,
+}
+
+kernel::workqueue::impl_has_work! {
+    impl HasWork<Self> for IserConn { self.fail_work }
+}
+
+impl WorkItem for IserConn {
+    type Pointer = Arc<IserConn>;
+
+    fn run(this: Arc<IserConn>) {
+        let ctrl = this.ctrl.lock();
+        if ctrl.state == State::Up {
+            if let Some(i) = &ctrl.iscsi {
+                i.failure(this.fail_err.load(Ordering::Relaxed));
+            }
+        }
+    }
+}
+
+/// Why `xmit_task` failed.
+enum XmitError {
+    /// Nothing of the task went out; libiscsi may send it again.
+    Requeue(Error),
+    /// Posting failed: the connection must fail. `sent` says whether the task's command
+    /// already went out (then libiscsi must not send it again).
+    Fatal { err: Error, sent: bool },
+}
+
+impl From<Error> for XmitError {
+    fn from(e: Error) -> Self {
+        XmitError::Requeue(e)
+    }
 }
 
 /// Objects to drop outside `ctrl` (destroying a CM id waits for its handler, which takes
@@ -344,6 +399,8 @@ impl IserConn {
                 up <- new_condvar!("iser_conn_up"),
                 dp <- new_spinlock!(Dp { qp: None, bound: None }, "iser_conn_dp"),
                 peer: dst,
+                fail_work <- kernel::workqueue::new_work!("iser_conn_fail"),
+                fail_err: AtomicU32::new(0),
             }),
             GFP_KERNEL,
         )?;
@@ -541,9 +598,9 @@ impl IserConn {
     ) -> Result<Bound> {
         let n = (info.cmds_max as usize).max(1);
         let dev = d.dev;
-        let mut slots = KVec::with_capacity(n, GFP_KERNEL)?;
+        let mut slots = KVVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
-            slots.push(Slot::default(), GFP_KERNEL)?;
+            slots.push(Slot::new(), GFP_KERNEL)?;
         }
         let nfr = (info.scsi_cmds_max as usize).max(1);
         let mut fr = KVec::with_capacity(nfr, GFP_KERNEL)?;
@@ -624,16 +681,46 @@ impl IserConn {
         })
     }
 
-    /// `xmit_task` (atomic).
-    pub(crate) fn xmit_task(&self, task: &mut Task<'_>) -> Result {
-        self.with_dp(|qp, b| {
-            if task.is_scsi() {
-                Self::send_command(qp, b, task)?;
-                Self::send_data_outs(qp, b, task)
+    /// `xmit_task` (atomic, under libiscsi's `frwd_lock`).
+    ///
+    /// A task none of whose PDUs went out returns its error, and libiscsi sends it again
+    /// later. Once its command went out, a failure of a later PDU (an unsolicited Data-Out)
+    /// must not make libiscsi send the command again with the same CmdSN: the connection
+    /// fails instead (from the workqueue, because `iscsi_conn_failure` takes `frwd_lock`) and
+    /// recovery completes the task.
+    pub(crate) fn xmit_task(this: ArcBorrow<'_, Self>, task: &mut Task<'_>) -> Result {
+        let r = this.with_dp(|qp, b| {
+            Ok(if task.is_scsi() {
+                Self::send_command(qp, b, task).and_then(|()| {
+                    Self::send_data_outs(qp, b, task)
+                        .map_err(|err| XmitError::Fatal { err, sent: true })
+                })
             } else {
                 Self::send_control(qp, b, task)
+            })
+        })?;
+        match r {
+            Ok(()) => Ok(()),
+            Err(XmitError::Requeue(e)) => Err(e),
+            Err(XmitError::Fatal { err, sent }) => {
+                iser_err!(
+                    "transmit to {} failed ({:?}), failing the connection\n",
+                    this.peer,
+                    err
+                );
+                this.fail_err
+                    .store(crate::ffi::iscsi::err::XMIT_FAILED, Ordering::Relaxed);
+                if let Some(wq) = crate::ffi::wq::WQ.get() {
+                    // Already queued: the failure is reported once.
+                    let _ = wq.queue().enqueue(Arc::<Self>::from(this));
+                }
+                if sent {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
             }
-        })
+        }
     }
 
     fn post_task_send(
@@ -675,7 +762,12 @@ impl IserConn {
         Ok(())
     }
 
-    fn send_control(qp: &Qp<IserConn>, b: &mut Bound, task: &mut Task<'_>) -> Result {
+    fn send_control(
+        qp: &Qp<IserConn>,
+        b: &mut Bound,
+        task: &mut Task<'_>,
+    ) -> core::result::Result<(), XmitError> {
+        let fatal = |err| XmitError::Fatal { err, sent: false };
         let idx = task.index();
         let hdrs = task.hdrs_mut();
         hdrs[..hdr::LEN].copy_from_slice(&hdr::Header::default().encode());
@@ -687,7 +779,7 @@ impl IserConn {
         if dlen > 0 {
             if !login_task {
                 iser_err!("data present on non login task (opcode {:#x})\n", op);
-                return Err(EINVAL);
+                return Err(EINVAL.into());
             }
             let payload = task.mgmt_data();
             if payload.len() > sizing::LOGIN_DATA_LEN || payload.len() < dlen {
@@ -695,7 +787,7 @@ impl IserConn {
                     "login/text payload of {} bytes does not fit\n",
                     payload.len()
                 );
-                return Err(EINVAL);
+                return Err(EINVAL.into());
             }
             let n = payload.len();
             b.login_req.bytes_mut()[..n].copy_from_slice(payload);
@@ -715,19 +807,20 @@ impl IserConn {
                     len: sizing::RX_LOGIN_SIZE as u32,
                     lkey: b.lkey,
                 },
-            )?;
+            )
+            .map_err(fatal)?;
             let to_ffp = op == bhs::OP_LOGIN && ptask::login_to_ffp(bhs_bytes[1]);
             // Pre-post the ring (all but slot 0, which follows the final login response)
             // once, before the request that may enter full feature phase (4.11).
             if to_ffp && !b.discovery && !b.ring_posted {
                 for i in 1..b.n {
-                    b.post_rx(qp, i)?;
+                    b.post_rx(qp, i).map_err(fatal)?;
                 }
                 b.ring_posted = true;
             }
         }
         let reserved = bhs::itt(&bhs_bytes) == bhs::RESERVED_ITT;
-        Self::post_task_send(qp, b, idx, None, data)?;
+        Self::post_task_send(qp, b, idx, None, data).map_err(fatal)?;
         if reserved {
             if let Some(s) = b.slots.get_mut(idx) {
                 s.put_on_send = Some(task.handle());
@@ -736,7 +829,11 @@ impl IserConn {
         Ok(())
     }
 
-    fn send_command(qp: &Qp<IserConn>, b: &mut Bound, task: &mut Task<'_>) -> Result {
+    fn send_command(
+        qp: &Qp<IserConn>,
+        b: &mut Bound,
+        task: &mut Task<'_>,
+    ) -> core::result::Result<(), XmitError> {
         let idx = task.index();
         let bhs_bytes = *task.bhs();
         let flags = bhs_bytes[1];
@@ -746,7 +843,7 @@ impl IserConn {
             (false, true) => DataDir::Write,
             (true, true) => {
                 iser_err!("bidirectional commands are not supported\n");
-                return Err(EINVAL);
+                return Err(EINVAL.into());
             }
         };
         let edtl = u32::from_be_bytes([bhs_bytes[20], bhs_bytes[21], bhs_bytes[22], bhs_bytes[23]]);
@@ -757,7 +854,7 @@ impl IserConn {
             let data = task.scsi_data().ok_or(EINVAL)?;
             if !data.prot_normal {
                 iser_err!("T10-PI command on a connection without PI\n");
-                return Err(EINVAL);
+                return Err(EINVAL.into());
             }
             let (dma_dir, slot_dir) = match dir {
                 DataDir::Read => (DmaDir::FromDevice, 0),
@@ -765,7 +862,7 @@ impl IserConn {
             };
             let Some(sg) = data.map(b.dev, dma_dir)? else {
                 iser_err!("{:?} command without a data buffer\n", dir);
-                return Err(EINVAL);
+                return Err(EINVAL.into());
             };
             let imm = task.imm_count();
             let all_imm = dir == DataDir::Write && data.len == imm;
@@ -802,9 +899,13 @@ impl IserConn {
         }
         task.hdrs_mut()[..hdr::LEN].copy_from_slice(&header.encode());
         if let Err(e) = Self::post_task_send(qp, b, idx, reg, imm_sge) {
-            iser_err!("posting command failed: {:?}\n", e);
+            // The chain (invalidation, registration, SEND) may have been posted in part:
+            // the MR's key state is unknown, so the connection (and with it the pool) goes.
             b.release_task(idx);
-            return Err(e);
+            return Err(XmitError::Fatal {
+                err: e,
+                sent: false,
+            });
         }
         Ok(())
     }
@@ -869,137 +970,164 @@ impl IserConn {
         }
     }
 
-    /// Delivers a received PDU to libiscsi (no lock held).
-    fn deliver(iconn: IscsiConn, buf: &mut [u8], len: usize, max_data: usize) {
-        let body = buf.get_mut(hdr::LEN..).unwrap_or(&mut []);
-        let received = len.saturating_sub(hdr::LEN);
-        let pdu = match bhs::decode_rx(body, received, max_data) {
-            Ok(p) => p,
-            Err(e) => {
-                iser_err!("dropping received PDU: {} ({:?})\n", e.reason(), e);
-                iconn.failure(crate::ffi::iscsi::err::DATALEN);
-                return;
-            }
+    /// Delivers a validated PDU (iSER header, BHS, data segment; see [`rx::parse`]) to
+    /// libiscsi. No lock is held: libiscsi takes its own and may call `cleanup_task` back.
+    fn deliver(iconn: IscsiConn, pdu: &mut [u8]) {
+        let Some(body) = pdu.get_mut(hdr::LEN..) else {
+            return;
         };
-        let (h, rest) = body.split_at_mut(bhs::BHS_LEN);
+        let (h, data) = body.split_at_mut(bhs::BHS_LEN.min(body.len()));
         let Ok(h): core::result::Result<&mut [u8; bhs::BHS_LEN], _> = h.try_into() else {
             return;
         };
-        let data = rest.get_mut(..pdu.data_len).unwrap_or(&mut []);
         let rc = iconn.complete_pdu(h, data);
         if rc != 0 && rc as u32 != crate::ffi::iscsi::err::NO_SCSI_CMD {
             iconn.failure(rc as u32);
         }
     }
 
-    fn on_rx(&self, wc: &Wc, which: Cqe) {
-        let mut g = self.dp.lock();
+    /// Fails the connection because of a PDU the target should not have sent.
+    fn reject_pdu(iconn: IscsiConn, what: &str, e: rx::Error) {
+        iser_err!(
+            "{}: {} ({:?}), terminating connection\n",
+            what,
+            e.reason(),
+            e
+        );
+        let err = match e {
+            rx::Error::Bhs(bhs::Error::DataTooLong { .. })
+            | rx::Error::Bhs(bhs::Error::DataBeyondReceived { .. }) => {
+                crate::ffi::iscsi::err::DATALEN
+            }
+            _ => crate::ffi::iscsi::err::PROTO,
+        };
+        iconn.failure(err);
+    }
+
+    /// A completed receive of the login/text response buffer.
+    fn on_login_rx(mut g: DpGuard<'_>, wc: &Wc) {
         let dp = &mut *g;
         let Some(b) = dp.bound.as_mut() else {
             return;
         };
         let iconn = b.iscsi;
-        let what = if matches!(which, Cqe::LoginRx) {
-            "login_rsp"
-        } else {
-            "task_rsp"
-        };
         if !wc.ok {
             drop(g);
-            log_wc_error(what, wc);
+            log_wc_error("login_rsp", wc);
             if !wc.flushed {
                 iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
             }
             return;
         }
-        let len = wc.byte_len as usize;
-        if let Cqe::LoginRx = which {
-            b.login_rsp.sync_for_cpu(0, sizing::RX_LOGIN_SIZE);
-            let n = len.min(sizing::RX_LOGIN_SIZE);
-            let mut copy = KVec::new();
-            if copy
-                .extend_from_slice(&b.login_rsp.bytes()[..n], GFP_ATOMIC)
-                .is_err()
-            {
+        b.login_rsp.sync_for_cpu(0, sizing::RX_LOGIN_SIZE);
+        let buf = b.login_rsp.bytes();
+        let r = match rx::parse(buf, wc.byte_len as usize, sizing::LOGIN_DATA_LEN, b.n) {
+            Ok(r) => r,
+            Err(e) => {
                 drop(g);
-                iser_err!("no memory for a login response\n");
-                iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                Self::reject_pdu(iconn, "login response rejected", e);
                 return;
             }
-            let flags = copy.get(hdr::LEN + 1).copied().unwrap_or(0);
-            let op = copy.get(hdr::LEN).copied().unwrap_or(0) & bhs::OPCODE_MASK;
-            let ffp = op == bhs::OP_LOGIN_RSP && ptask::login_to_ffp(flags);
-            if ffp && !b.discovery {
-                if let Some(qp) = &dp.qp {
-                    if let Err(e) = b.post_rx(qp, 0) {
-                        iser_err!("posting receive buffer 0 failed: {:?}\n", e);
-                    }
-                }
-            }
+        };
+        // Login and text responses are rare and up to 8 KiB: copied out with an atomic
+        // allocation rather than a per-connection buffer that would need its own lock.
+        let mut copy = KVec::new();
+        if copy
+            .extend_from_slice(buf.get(..r.len).unwrap_or(&[]), GFP_ATOMIC)
+            .is_err()
+        {
             drop(g);
-            Self::deliver(iconn, &mut copy, n, sizing::LOGIN_DATA_LEN);
+            iser_err!("no memory for a login response\n");
+            iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
             return;
         }
-        let Cqe::Rx(i) = which else { return };
+        let ffp = r.pdu.opcode == bhs::OP_LOGIN_RSP && ptask::login_to_ffp(r.pdu.flags);
+        if ffp && !b.discovery {
+            if let Some(qp) = &dp.qp {
+                if let Err(e) = b.post_rx(qp, 0) {
+                    iser_err!("posting receive buffer 0 failed: {:?}\n", e);
+                }
+            }
+        }
+        drop(g);
+        Self::deliver(iconn, &mut copy);
+    }
+
+    /// A completed receive of ring buffer `i`: validate, give the buffer back to the target,
+    /// then deliver the PDU, or hold it in its task's slot until the task's SEND completed
+    /// (iser-spec.md 11, latent issues).
+    fn on_rx(mut g: DpGuard<'_>, wc: &Wc, i: usize) {
+        let dp = &mut *g;
+        let Some(b) = dp.bound.as_mut() else {
+            return;
+        };
+        let iconn = b.iscsi;
+        if !wc.ok {
+            drop(g);
+            log_wc_error("task_rsp", wc);
+            if !wc.flushed {
+                iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
+            }
+            return;
+        }
         let off = i * sizing::RX_PAYLOAD;
         b.rx.sync_for_cpu(off, sizing::RX_PAYLOAD);
-        let mut d = Deferred {
-            buf: [0; sizing::RX_PAYLOAD],
-            len: len.min(sizing::RX_PAYLOAD),
+        let buf =
+            b.rx.bytes()
+                .get(off..off + sizing::RX_PAYLOAD)
+                .unwrap_or(&[]);
+        let r = rx::parse(buf, wc.byte_len as usize, sizing::RECV_DATA_SEG_LEN, b.n);
+        let mut copy = [0u8; sizing::RX_PAYLOAD];
+        let len = match r {
+            Ok(r) => {
+                copy[..r.len].copy_from_slice(buf.get(..r.len).unwrap_or(&[]));
+                r.len
+            }
+            Err(_) => 0,
         };
-        d.buf
-            .copy_from_slice(&b.rx.bytes()[off..off + sizing::RX_PAYLOAD]);
         // The copy is ours: give the buffer back to the target right away (4.11).
         if let Some(qp) = &dp.qp {
             if let Err(e) = b.post_rx(qp, i) {
                 iser_err!("reposting receive buffer {} failed: {:?}\n", i, e);
             }
         }
-        let itt = d
-            .buf
-            .get(hdr::LEN..hdr::LEN + bhs::BHS_LEN)
-            .and_then(|s| <&[u8; bhs::BHS_LEN]>::try_from(s).ok())
-            .map(bhs::itt);
-        let slot_idx = itt.and_then(|t| ptask::itt_index(t, b.n));
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                drop(g);
+                Self::reject_pdu(iconn, "received PDU rejected", e);
+                return;
+            }
+        };
         if let Some(rkey) = wc.invalidated_rkey {
-            if let Err(reason) = Self::remote_invalidate(b, slot_idx, rkey) {
+            if let Err(reason) = Self::remote_invalidate(b, r.slot, rkey) {
                 drop(g);
                 iser_err!("{} (rkey {:#x}), terminating connection\n", reason, rkey);
                 iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
                 return;
             }
         }
-        // A task completes only after its SEND completed too (iser-spec.md 11, latent
-        // issues): hold the response until then.
-        if let Some(s) = slot_idx.and_then(|s| b.slots.get_mut(s)) {
-            if s.sends_pending > 0 && s.deferred.is_none() {
-                match KBox::new(d, GFP_ATOMIC) {
-                    Ok(bx) => {
-                        s.deferred = Some(bx);
-                        return;
-                    }
-                    Err(_) => {
-                        iser_warn!("no memory to defer a response; delivering it now\n");
-                        // `d` was moved into the failed allocation; fall through below with
-                        // a fresh copy.
-                        let mut again = Deferred {
-                            buf: [0; sizing::RX_PAYLOAD],
-                            len: len.min(sizing::RX_PAYLOAD),
-                        };
-                        again
-                            .buf
-                            .copy_from_slice(&b.rx.bytes()[off..off + sizing::RX_PAYLOAD]);
-                        drop(g);
-                        let l = again.len;
-                        Self::deliver(iconn, &mut again.buf, l, sizing::RECV_DATA_SEG_LEN);
-                        return;
-                    }
+        if let Some(s) = r.slot.and_then(|s| b.slots.get_mut(s)) {
+            if s.sends_pending > 0 {
+                if s.deferred.is_some() {
+                    // Two responses for one task before its request was even sent: the
+                    // target is broken; completing the task now would free buffers the
+                    // HCA may still be reading.
+                    drop(g);
+                    iser_err!(
+                        "second response for task {} before its request completed, terminating connection\n",
+                        r.pdu.itt
+                    );
+                    iconn.failure(crate::ffi::iscsi::err::PROTO);
+                    return;
                 }
+                s.dbuf[..len].copy_from_slice(&copy[..len]);
+                s.deferred = Some(len);
+                return;
             }
         }
         drop(g);
-        let l = d.len;
-        Self::deliver(iconn, &mut d.buf, l, sizing::RECV_DATA_SEG_LEN);
+        Self::deliver(iconn, &mut copy[..len]);
     }
 
     /// Checks a Send with Invalidate against the task's registration (5.5).
@@ -1033,23 +1161,25 @@ impl IserConn {
         }
     }
 
-    fn on_send(&self, wc: &Wc, i: usize) {
-        let mut g = self.dp.lock();
+    /// A completed SEND of task slot `i`.
+    fn on_send(mut g: DpGuard<'_>, wc: &Wc, i: usize) {
         let Some(b) = g.bound.as_mut() else {
             return;
         };
         let iconn = b.iscsi;
-        let (put, deferred) = match b.slots.get_mut(i) {
-            Some(s) => {
-                s.sends_pending = s.sends_pending.saturating_sub(1);
-                if s.sends_pending == 0 {
-                    (s.put_on_send.take(), s.deferred.take())
-                } else {
-                    (None, None)
+        let mut copy = [0u8; sizing::RX_PAYLOAD];
+        let mut deferred = None;
+        let mut put = None;
+        if let Some(s) = b.slots.get_mut(i) {
+            s.sends_pending = s.sends_pending.saturating_sub(1);
+            if s.sends_pending == 0 {
+                put = s.put_on_send.take();
+                if let Some(len) = s.deferred.take() {
+                    copy[..len].copy_from_slice(&s.dbuf[..len]);
+                    deferred = Some(len);
                 }
             }
-            None => (None, None),
-        };
+        }
         drop(g);
         if !wc.ok {
             log_wc_error("command/control", wc);
@@ -1060,38 +1190,33 @@ impl IserConn {
         if let Some(p) = put {
             p.put();
         }
-        if let Some(mut d) = deferred {
-            let l = d.len;
-            Self::deliver(iconn, &mut d.buf, l, sizing::RECV_DATA_SEG_LEN);
+        if let Some(len) = deferred {
+            Self::deliver(iconn, &mut copy[..len]);
         }
     }
 }
 
 impl CqHandler for IserConn {
+    /// Every completion takes `dp` once: classify, update, copy out, unlock, then call
+    /// libiscsi.
     fn complete(&self, wc: &Wc) {
-        let which = {
-            let g = self.dp.lock();
-            match g.bound.as_ref().and_then(|b| b.which(wc.cqe)) {
-                Some(w) => w,
-                None => return,
-            }
+        let mut g = self.dp.lock();
+        let Some(which) = g.bound.as_ref().and_then(|b| b.which(wc.cqe)) else {
+            return;
         };
         match which {
-            Cqe::Send(i) => self.on_send(wc, i),
-            Cqe::Rx(_) | Cqe::LoginRx => self.on_rx(wc, which),
+            Cqe::Send(i) => Self::on_send(g, wc, i),
+            Cqe::Rx(i) => Self::on_rx(g, wc, i),
+            Cqe::LoginRx => Self::on_login_rx(g, wc),
             Cqe::Reg => {
+                let i = g.bound.as_ref().map(|b| b.iscsi);
+                drop(g);
                 log_wc_error("memreg", wc);
-                if !wc.flushed {
-                    let g = self.dp.lock();
-                    let i = g.bound.as_ref().map(|b| b.iscsi);
-                    drop(g);
-                    if let Some(i) = i {
-                        i.failure(crate::ffi::iscsi::err::CONN_FAILED);
-                    }
+                if let (false, Some(i)) = (wc.flushed, i) {
+                    i.failure(crate::ffi::iscsi::err::CONN_FAILED);
                 }
             }
             Cqe::DataOut(di) => {
-                let mut g = self.dp.lock();
                 let i = g.bound.as_mut().map(|b| {
                     b.dataout_free.push(di);
                     b.iscsi

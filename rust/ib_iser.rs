@@ -40,6 +40,8 @@ module! {
 struct IserModule {
     /// The registered `iser` transport.
     _transport: ffi::iscsi::Registration<transport::Iser>,
+    /// The module's workqueue (deferred connection failures); dropping it waits for them.
+    _wq: ffi::global::Installed<ffi::wq::OwnedQueue>,
     /// The RDMA devices in use.
     _devices: ffi::global::Installed<device::Devices>,
 }
@@ -47,6 +49,10 @@ struct IserModule {
 impl kernel::Module for IserModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let devices = device::DEVICES.install(KBox::pin_init(device::Devices::new(), GFP_KERNEL)?);
+        let wq = ffi::wq::WQ.install(KBox::pin(
+            ffi::wq::OwnedQueue::new(c_str!("ib_iser_rs"))?,
+            GFP_KERNEL,
+        )?);
         let transport = ffi::iscsi::Registration::<transport::Iser>::new(
             module,
             c_str!("iSCSI Initiator over iSER"),
@@ -65,6 +71,7 @@ impl kernel::Module for IserModule {
         );
         Ok(IserModule {
             _transport: transport,
+            _wq: wq,
             _devices: devices,
         })
     }

@@ -17,7 +17,7 @@ use kernel::c_str;
 use kernel::ffi::c_int;
 use kernel::prelude::*;
 use kernel::str::CStr;
-use kernel::sync::Arc;
+use kernel::sync::{Arc, ArcBorrow};
 
 /// The iSER transport.
 pub(crate) struct Iser;
@@ -161,8 +161,8 @@ impl iscsi::TransportOps for Iser {
         conn.init_task(task)
     }
 
-    fn xmit_task(conn: &IserConn, task: &mut Task<'_>) -> Result {
-        conn.xmit_task(task)
+    fn xmit_task(conn: ArcBorrow<'_, IserConn>, task: &mut Task<'_>) -> Result {
+        IserConn::xmit_task(conn, task)
     }
 
     fn cleanup_task(conn: &IserConn, task: &mut Task<'_>) {

@@ -51,6 +51,10 @@ pub(crate) mod err {
     pub(crate) const CONN_FAILED: u32 = bindings::iscsi_err_ISCSI_ERR_CONN_FAILED;
     /// A PDU's data segment length was wrong.
     pub(crate) const DATALEN: u32 = bindings::iscsi_err_ISCSI_ERR_DATALEN;
+    /// A PDU violated the protocol (iSER header, opcode, AHS).
+    pub(crate) const PROTO: u32 = bindings::iscsi_err_ISCSI_ERR_PROTO;
+    /// Transmitting a PDU failed.
+    pub(crate) const XMIT_FAILED: u32 = bindings::iscsi_err_ISCSI_ERR_XMIT_FAILED;
     /// A response for a task that no longer exists (not a failure).
     pub(crate) const NO_SCSI_CMD: u32 = bindings::iscsi_err_ISCSI_ERR_NO_SCSI_CMD;
 }
@@ -215,8 +219,9 @@ pub(crate) trait TransportOps {
     /// Prepares a task for transmission (atomic: frwd_lock held, BH off).
     fn init_task(conn: &Self::Conn, task: &mut Task<'_>) -> Result;
 
-    /// Transmits a task (atomic: frwd_lock held, BH off).
-    fn xmit_task(conn: &Self::Conn, task: &mut Task<'_>) -> Result;
+    /// Transmits a task (atomic: frwd_lock held, BH off). `conn` can be cloned into an
+    /// `Arc` to hand work to another context.
+    fn xmit_task(conn: ArcBorrow<'_, Self::Conn>, task: &mut Task<'_>) -> Result;
 
     /// Releases a task's transport resources (atomic: back_lock held).
     fn cleanup_task(conn: &Self::Conn, task: &mut Task<'_>);
@@ -819,7 +824,7 @@ extern "C" fn alloc_pdu(task: *mut bindings::iscsi_task, _opcode: u8) -> c_int {
 ///
 /// `task` is a live task of our session; the caller holds frwd_lock or back_lock (the
 /// binding changes only with both held, see [`IscsiConn::unbind`]).
-unsafe fn task_conn<'a, C>(task: *mut bindings::iscsi_task) -> Option<&'a C> {
+unsafe fn task_conn<'a, C>(task: *mut bindings::iscsi_task) -> Option<ArcBorrow<'a, C>> {
     // SAFETY: Live task (contract); `conn` is set for allocated tasks.
     let conn = unsafe { (*task).conn };
     if conn.is_null() {
@@ -828,8 +833,9 @@ unsafe fn task_conn<'a, C>(task: *mut bindings::iscsi_task) -> Option<&'a C> {
     // SAFETY: `dd_data` is NULL or an `Arc<C>` reference set by `IscsiConn::bind`, stable
     // while the caller holds one of the session locks.
     let dd = unsafe { (*conn).dd_data };
-    // SAFETY: As above.
-    (!dd.is_null()).then(|| unsafe { &*dd.cast::<C>() })
+    // SAFETY: As above: a live `Arc<C>` whose reference (held by the binding) outlives the
+    // callback, during which the binding cannot change.
+    (!dd.is_null()).then(|| unsafe { ArcBorrow::from_raw(dd.cast::<C>()) })
 }
 
 extern "C" fn init_task<T: TransportOps>(task: *mut bindings::iscsi_task) -> c_int {
@@ -839,7 +845,7 @@ extern "C" fn init_task<T: TransportOps>(task: *mut bindings::iscsi_task) -> c_i
     };
     // SAFETY: As above; the task is exclusively ours during the callback.
     let mut t = unsafe { Task::new(task) };
-    match T::init_task(conn, &mut t) {
+    match T::init_task(&conn, &mut t) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }
@@ -866,7 +872,7 @@ extern "C" fn cleanup_task<T: TransportOps>(task: *mut bindings::iscsi_task) {
     };
     // SAFETY: As above.
     let mut t = unsafe { Task::new(task) };
-    T::cleanup_task(conn, &mut t);
+    T::cleanup_task(&conn, &mut t);
 }
 
 /// A libiscsi connection of our transport.

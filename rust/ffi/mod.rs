@@ -11,3 +11,4 @@ pub(crate) mod global;
 pub(crate) mod iscsi;
 pub(crate) mod params;
 pub(crate) mod rdma;
+pub(crate) mod wq;

@@ -1092,6 +1092,13 @@ impl Mr {
         unsafe { ((*self.ptr.as_ptr()).iova, (*self.ptr.as_ptr()).length) }
     }
 
+    /// Sets the key byte back to `rkey`'s (after [`Mr::map`] bumped it but no registration
+    /// work request was posted).
+    pub(crate) fn restore_key(&mut self, rkey: u32) {
+        // SAFETY: `ptr` is valid and not in use by a posted WR (the caller owns it).
+        unsafe { bindings::ib_update_fast_reg_key(self.ptr.as_ptr(), rkey as u8) }
+    }
+
     /// Bumps the key byte and maps the DMA-mapped `sg` (page size 4 KiB). Fails unless
     /// every entry was mapped.
     pub(crate) fn map(&mut self, sg: &MappedSg) -> Result {
