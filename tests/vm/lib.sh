@@ -113,8 +113,11 @@ lio_backstore() {
     || return 1
   if [ -n "${LIO_DELAY:-}" ]; then
     modprobe dm_delay || return 1
-    dmsetup create "$DM_DELAY" --table "0 $((size * 2048)) delay /dev/nullb0 0 0" || return 1
-    dev=/dev/mapper/$DM_DELAY
+    dmsetup create --noudevsync "$DM_DELAY" --table "0 $((size * 2048)) delay /dev/nullb0 0 0" \
+      || return 1
+    # No udev in the VM: /dev/mapper links may be missing; devtmpfs has /dev/dm-N.
+    dev=/dev/$(dmsetup info -c --noheadings -o blkdevname "$DM_DELAY") || return 1
+    [ -b "$dev" ] || { echo "no block device $dev for $DM_DELAY" >&2; return 1; }
   fi
   bs=$CFS/core/iblock_0/nullb0
   mkdir -p "$bs" && echo "udev_path=$dev" >"$bs/control" || return 1
@@ -125,9 +128,9 @@ lio_backstore() {
 # lio_delay MS: every read and write of the LUN now takes MS milliseconds (LIO_DELAY=1).
 lio_delay() {
   local sectors; sectors=$(blockdev --getsz /dev/nullb0) || return 1
-  dmsetup suspend --nolockfs --noflush "$DM_DELAY" &&
+  dmsetup suspend --noudevsync --nolockfs --noflush "$DM_DELAY" &&
     dmsetup load "$DM_DELAY" --table "0 $sectors delay /dev/nullb0 0 $1" &&
-    dmsetup resume "$DM_DELAY"
+    dmsetup resume --noudevsync "$DM_DELAY"
 }
 
 # lio_target_up / lio_target_down: the iSCSI target (portal, LUN mapping) on top of the
@@ -146,6 +149,12 @@ lio_target_up() {
     printf %s "${kv#*=}" >"$tpg/param/${kv%%=*}" || { echo "LIO param $kv" >&2; return 1; }
   done
   echo 1 >"$tpg/enable"
+}
+
+# lio_relisten: re-creates the iSER listener of the portal (after an RDMA device came back).
+lio_relisten() {
+  local np=$CFS/iscsi/$IQN/tpgt_1/np/$IP:$PORT
+  echo 0 >"$np/iser" && echo 1 >"$np/iser"
 }
 
 lio_target_down() {
@@ -167,7 +176,7 @@ lio_target_down() {
 lio_teardown() {
   lio_target_down
   rmdir "$CFS/core/iblock_0/nullb0" "$CFS/core/iblock_0" 2>/dev/null
-  dmsetup remove "$DM_DELAY" 2>/dev/null
+  dmsetup remove --noudevsync "$DM_DELAY" 2>/dev/null
   rmdir /sys/kernel/config/nullb/nullb0 2>/dev/null
   return 0
 }
@@ -256,9 +265,12 @@ iser_logout() {
 }
 
 # session_logged_in: the session and its connection are logged in.
+# From sysfs, so that it works while iscsid is down.
 session_logged_in() {
-  local p; p=$(iscsiadm -m session -P 1 2>/dev/null) || return 1
-  grep -q "iSCSI Session State: LOGGED_IN" <<<"$p" && grep -q "iSCSI Connection State: LOGGED IN" <<<"$p"
+  local s c
+  s=$(cat /sys/class/iscsi_session/session*/state 2>/dev/null)
+  c=$(cat /sys/class/iscsi_connection/connection*/state 2>/dev/null)
+  [ "$s" = LOGGED_IN ] && [ "$c" = up ]
 }
 
 # wait_recovered DEV TIMEOUT_S: waits until the session is logged in again and a direct read

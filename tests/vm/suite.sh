@@ -41,7 +41,7 @@ for line in "${lines[@]}"; do
   sed 's/^/# /' "$RES/$name.log"
   splats=$(grep -E "$SPLAT_RE" "$RES/$name.dmesg" | head -n 5)
   # Leave a clean VM for the next test, whatever this one did.
-  { touch /tmp/fio_loop.stop; ip link set "$(nic)" up; iscsiadm -m node --logoutall=all; iscsid_stop
+  { touch /tmp/fio_loop.stop; ip link set "$(nic)" up; iscsid_start; iscsiadm -m node --logoutall=all; iscsid_stop
     unload_initiator; lio_teardown; tgt_teardown; rdma_down; } >/dev/null 2>&1
   if [ -n "$splats" ]; then
     echo "# kernel log of $name has splats:"; echo "$splats" | sed 's/^/#   /'

@@ -5,6 +5,11 @@
 # back and the session recovers within the replacement timeout with no I/O error.
 # A last round leaves the device away beyond the replacement timeout: I/O fails cleanly
 # (errors, not a hang), logout works, and a new login on the re-added device works.
+#
+# The target shares the device here (one VM): LIO's iSER listener, re-created by ib_isert on
+# DEVICE_REMOVAL while no RDMA device has the address, never listens on the new rxe0
+# (logins are rejected "invalid service ID"), so the test re-creates the target's iSER portal
+# after re-adding the device (lio_relisten). With the target on another host this is moot.
 . "$(dirname "$0")/../lib.sh"
 ROUNDS=${ISER_LONG:+5}; ROUNDS=${ROUNDS:-2}
 dev=$(REPLACEMENT_TIMEOUT=120 iser_setup) || fail "setup/login"
@@ -17,6 +22,7 @@ for i in $(seq "$ROUNDS"); do
   [ -d /sys/class/infiniband/rxe0 ] && fail "rxe0 still there"
   sleep 2
   rdma_up rxe || fail "round $i: re-adding rxe0"
+  lio_relisten || fail "round $i: target listener"
   t=$(wait_recovered "$dev" 100) || fail "round $i: session did not recover"
   log "round $i: rxe0 back, session recovered in ${t} s"
 done
@@ -33,6 +39,7 @@ rc=$?; [ $rc = 124 ] && fail "I/O hung past the replacement timeout"
 log "I/O with the device gone: failed as expected ($(tail -n1 /tmp/dd.err))"
 timeout 60 iscsiadm -m node -T "$IQN" --logout >/dev/null || fail "logout with the device gone"
 rdma_up rxe || fail "re-adding rxe0"
+lio_relisten || fail "target listener"
 dev=$(iser_login) || fail "login on the re-added device"
 fio_verify "$dev" after --rw=randrw --bs=64k --iodepth=8 --size=4M --offset=200M || fail "I/O after re-login"
 iser_logout || fail "logout"
