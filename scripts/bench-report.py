@@ -62,9 +62,11 @@ def main():
     md = ["# iSER benchmark", "",
           "Kernel %s, fio direct=1 libaio, %ss runtime after %ss ramp, median of %s runs. "
           "Ratios: >1 means ours is better (for latency and CPU: lower is better, so the ratio "
-          "is theirs/ours). Raw limit: ib_read_bw %s MB/s, ib_write_bw %s MB/s (128k, -t 128 -q 2)."
+          "is theirs/ours). Raw limit: ib_read_bw %s MB/s (%s), ib_write_bw %s MB/s (%s)."
           % (data["kernel"], data["runtime"], data["ramp"], data["reps"],
-             raw.get("ib_read_bw_mbps", "-"), raw.get("ib_write_bw_mbps", "-")), ""] + lines
+             raw.get("ib_read_bw_mbps", "-"), raw.get("ib_read_bw_cfg", "-s 131072 -t 128 -q 2"),
+             raw.get("ib_write_bw_mbps", "-"), raw.get("ib_write_bw_cfg", "-s 131072 -t 128 -q 2")),
+          ""] + lines
     open(md_path, "w").write("\n".join(md) + "\n")
 
     # SVG: one group of bars per (job, metric), normalised to the best contender.
