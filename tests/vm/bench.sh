@@ -143,20 +143,25 @@ echo "{" >"$OUT"
 echo "\"kernel\": \"$(uname -r)\", \"runtime\": $RUNTIME, \"ramp\": $RAMP, \"reps\": $REPS," >>"$OUT"
 echo "\"results\": {" >>"$OUT"
 first=1
-for c in $CONTENDERS; do
-  dev=$(connect "$c") || { echo "bench: $c: connect failed" >&2; disconnect "$c"; continue; }
-  echo "== $c on /dev/$dev"
-  for spec in "${JOBS[@]}"; do
-    read -r job args <<<"$spec"
-    for r in $(seq "$REPS"); do
+# Repetitions outermost, contenders rotated each round (rs c tcp nvme, then c tcp nvme rs, ...):
+# a drift of the machine over the run (TCG shares the host with everything else) spreads over
+# every contender instead of favouring whichever ran first.
+read -ra order <<<"$CONTENDERS"
+for r in $(seq "$REPS"); do
+  for k in "${!order[@]}"; do
+    c=${order[$(( (k + r - 1) % ${#order[@]} ))]}
+    dev=$(connect "$c") || { echo "bench: $c: connect failed" >&2; disconnect "$c"; continue; }
+    echo "== round $r: $c on /dev/$dev"
+    for spec in "${JOBS[@]}"; do
+      read -r job args <<<"$spec"
       # shellcheck disable=SC2086
       res=$(run_job "$job" "$dev" $args) || { echo "bench: $c $job failed" >&2; continue; }
       echo "$c $job #$r $res"
       [ $first = 1 ] || echo "," >>"$OUT"; first=0
       echo "\"$c|$job|$r\": $res" >>"$OUT"
     done
+    disconnect "$c"
   done
-  disconnect "$c"
 done
 echo "}," >>"$OUT"
 
