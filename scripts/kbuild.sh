@@ -38,4 +38,11 @@ json.dump(j, open(p, "w"), indent=1)
 print("[kbuild] rust-project.json: ib_iser with ISER_GEN_DIR=" + gen, file=sys.stderr)
 PY
 fi
+if [ "${1:-}" = modules ]; then
+  # Record which tree ib_iser.ko was built against (scripts/vm-run checks it).
+  rm -f "$top/.ib_iser.kdir"
+  make -C "$KDIR" M="$top" LLVM=1 "$@"
+  echo "$KDIR" >"$top/.ib_iser.kdir"
+  exit 0
+fi
 exec make -C "$KDIR" M="$top" LLVM=1 "$@"
