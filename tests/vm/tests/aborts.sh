@@ -3,6 +3,7 @@
 # SCSI command timeout, so the SCSI error handler runs libiscsi's abort / LUN reset path
 # (task management PDUs over iSER, task cleanup while the target still holds the commands).
 # Then the delay goes away: I/O resumes, the session stays usable, every block verifies.
+# Then LUN and target resets (sg_reset) during verified I/O.
 . "$(dirname "$0")/../lib.sh"
 export LIO_DELAY=1
 dev=$(REPLACEMENT_TIMEOUT=120 iser_setup) || fail "setup/login"
@@ -24,6 +25,21 @@ dmesg | grep -iE 'abort|reset' | tail -n 8 | sed 's/^/  /'
 [ "$aborts" -gt 0 ] || fail "no abort or reset happened (the delay did not trigger the error handler)"
 t=$(wait_recovered "$dev" 100) || fail "session not usable after the aborts"
 log "I/O again ${t} s after the delay was removed"
+# LUN reset and target reset during verified I/O (SG_SCSI_RESET: the SCSI error handler calls
+# libiscsi's eh_device_reset / eh_target_reset, which send LOGICAL UNIT RESET and TARGET WARM
+# RESET over iSER and fail the LUN's commands, which the midlayer retries).
+sg=/dev/$(ls "/sys/block/$dev/device/scsi_generic/") || fail "no sg device for $dev"
+fio_loop_start "$dev"
+for kind in d t d; do
+  sleep 3
+  sg_reset -"$kind" "$sg" || fail "sg_reset -$kind"
+  t=$(wait_recovered "$dev" 100) || fail "not usable after sg_reset -$kind"
+  log "sg_reset -$kind ($( [ $kind = d ] && echo LUN || echo target) reset) during I/O: I/O again after ${t} s"
+done
+fio_loop_stop || fail "verified I/O during resets"
+resets=$(dmesg | grep -cE 'LUN_RESET|TARGET_WARM_RESET|LUN Reset|Target Reset' || true)
+log "target log lines about LUN/target resets: $resets"
+dmesg | grep -iE 'LUN_RESET|WARM_RESET|reset' | tail -n 6 | sed 's/^/  /'
 FIO_TAG=_reread fio_verify "$dev" before --rw=randwrite --bs=16k --iodepth=8 --size=2M --offset=0 \
   --verify_only=1 || fail "data written before the aborts"
 fio_verify "$dev" after --rw=randrw --bs=16k --iodepth=16 --size=4M --offset=96M || fail "I/O after the aborts"
