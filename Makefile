@@ -11,6 +11,8 @@
 #   make clippy     the module built under clippy (warnings are errors)
 #   make fuzz       libFuzzer on the rust/proto parsers, FUZZ_SECONDS (30) per target;
 #                   the long run is make fuzz FUZZ_SECONDS=600
+#   make install    into /lib/modules/<release>/updates + depmod (shadows the C ib_iser);
+#                   make uninstall; make dkms-install / dkms-uninstall (DKMS, dkms.conf)
 #   make fmt / fmt-check, make rust-analyzer, make host-test, make kernel, make deps
 #
 # KDIR=<tree> builds against another Rust-enabled kernel tree (see scripts/kbuild.sh).
@@ -25,7 +27,8 @@ SHELL := /bin/bash
 RUSTFMT ?= rustfmt
 RUST_SRCS = $(shell find rust tests/host/src tests/fuzz/src tests/fuzz/fuzz_targets -name '*.rs' ! -name '*generated*')
 
-.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long demo bench clean
+.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long demo bench clean \
+	install uninstall dkms-install dkms-uninstall
 
 all: modules
 
@@ -72,6 +75,19 @@ demo: deps
 # Ours vs the C ib_iser, iscsi_tcp, nvme-rdma and the raw soft-RoCE limit on the perf kernel.
 bench: deps
 	@scripts/bench.sh
+
+# Install paths (root): see scripts/install.sh and Documentation/admin-guide.rst.
+install: modules
+	@scripts/install.sh install
+
+uninstall:
+	@scripts/install.sh uninstall
+
+dkms-install: deps
+	@scripts/install.sh dkms-install
+
+dkms-uninstall:
+	@scripts/install.sh dkms-uninstall
 
 clean:
 	@if kdir=$$(KDIR=$(KDIR) scripts/kbuild.sh kdir 2>/dev/null); then \

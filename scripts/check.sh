@@ -59,6 +59,25 @@ result "modinfo lists the five parameters with descriptions" $rc
 sh=$(scripts/unsafe-audit.sh 2>&1); rc=$?
 [ $rc = 0 ] || echo "$sh"
 result "every unsafe block has a SAFETY comment, and only rust/ffi/ has unsafe" $rc
+# Install paths, into a copy of the target kernel's module tree (DESTDIR): ours shadows the
+# in-tree C ib_iser (modprobe resolves ib_iser to updates/), uninstall brings the C one back.
+it=$(mktemp -d); rc=0
+krel=$(cat "$kdir/include/config/kernel.release")
+mods=$kdir/../kroot/lib/modules/$krel
+[ -d "$mods" ] || mods=/lib/modules/$krel
+if [ -d "$mods" ]; then
+  mkdir -p "$it/lib/modules" && cp -a "$mods" "$it/lib/modules/" && rm -f "$it/lib/modules/$krel"/{build,source}
+  DESTDIR=$it scripts/install.sh install >"$res/install.log" 2>&1 || rc=1
+  [ "$(modinfo -b "$it" -k "$krel" -n ib_iser)" = "$it/lib/modules/$krel/updates/ib_iser.ko" ] || rc=1
+  modprobe -d "$it" -S "$krel" --show-depends ib_iser | grep -q "updates/ib_iser.ko" || rc=1
+  DESTDIR=$it scripts/install.sh uninstall >>"$res/install.log" 2>&1 || rc=1
+  modinfo -b "$it" -k "$krel" -n ib_iser 2>/dev/null | grep -q "/kernel/drivers/infiniband/ulp/iser/ib_iser.ko" || rc=1
+else
+  echo "no module tree for $krel"; rc=1
+fi
+rm -rf "$it"
+[ $rc = 0 ] || tail -n 20 "$res/install.log"
+result "make install shadows the in-tree ib_iser, make uninstall restores it" $rc
 
 if [ "${ISER_SKIP_VM:-0}" != 1 ]; then
   # Two VMs (one per host core; each runs single-threaded TCG), each taking every other
