@@ -33,7 +33,6 @@ use crate::ffi::rdma::{
 use crate::ffi::{bh, errno, params};
 use crate::proto::{bhs, cm, hdr, rx, sizing, task as ptask};
 use core::net::SocketAddr;
-use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::prelude::*;
 use kernel::sync::lock::{spinlock::SpinLockBackend, Guard};
 use kernel::sync::{Arc, ArcBorrow, CondVar, CondVarTimeoutResult, Mutex, SpinLock};
@@ -320,12 +319,10 @@ pub(crate) struct IserConn {
     #[pin]
     dp: SpinLock<Dp>,
     peer: SocketAddr,
-    /// Reports a connection failure found where `iscsi_conn_failure` cannot be called
-    /// (under libiscsi's `frwd_lock`); runs on the module's workqueue.
+    /// Reports a transmit failure found where `iscsi_conn_failure` cannot be called (under
+    /// libiscsi's `frwd_lock`) as `ISCSI_ERR_XMIT_FAILED`; runs on the module's workqueue.
     #[pin]
     fail_work: Work<IserConn>,
-    /// The `ISCSI_ERR_*` code `fail_work` reports.
-    fail_err: AtomicU32,
 }
 
 kernel::workqueue::impl_has_work! {
@@ -339,7 +336,7 @@ impl WorkItem for IserConn {
         let ctrl = this.ctrl.lock();
         if ctrl.state == State::Up {
             if let Some(i) = &ctrl.iscsi {
-                i.failure(this.fail_err.load(Ordering::Relaxed));
+                i.failure(crate::ffi::iscsi::err::XMIT_FAILED);
             }
         }
     }
@@ -400,7 +397,6 @@ impl IserConn {
                 dp <- new_spinlock!(Dp { qp: None, bound: None }, "iser_conn_dp"),
                 peer: dst,
                 fail_work <- kernel::workqueue::new_work!("iser_conn_fail"),
-                fail_err: AtomicU32::new(0),
             }),
             GFP_KERNEL,
         )?;
@@ -708,8 +704,6 @@ impl IserConn {
                     this.peer,
                     err
                 );
-                this.fail_err
-                    .store(crate::ffi::iscsi::err::XMIT_FAILED, Ordering::Relaxed);
                 if let Some(wq) = crate::ffi::wq::WQ.get() {
                     // Already queued: the failure is reported once.
                     let _ = wq.queue().enqueue(Arc::<Self>::from(this));
@@ -1167,17 +1161,14 @@ impl IserConn {
             return;
         };
         let iconn = b.iscsi;
-        let mut copy = [0u8; sizing::RX_PAYLOAD];
         let mut deferred = None;
         let mut put = None;
         if let Some(s) = b.slots.get_mut(i) {
             s.sends_pending = s.sends_pending.saturating_sub(1);
             if s.sends_pending == 0 {
                 put = s.put_on_send.take();
-                if let Some(len) = s.deferred.take() {
-                    copy[..len].copy_from_slice(&s.dbuf[..len]);
-                    deferred = Some(len);
-                }
+                // Copied out (only when a response waits) to deliver it after unlocking.
+                deferred = s.deferred.take().map(|len| (s.dbuf, len));
             }
         }
         drop(g);
@@ -1190,8 +1181,8 @@ impl IserConn {
         if let Some(p) = put {
             p.put();
         }
-        if let Some(len) = deferred {
-            Self::deliver(iconn, &mut copy[..len]);
+        if let Some((mut copy, len)) = deferred {
+            Self::deliver(iconn, copy.get_mut(..len).unwrap_or(&mut []));
         }
     }
 }
