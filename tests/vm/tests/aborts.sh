@@ -8,8 +8,14 @@
 export LIO_DELAY=1
 dev=$(REPLACEMENT_TIMEOUT=120 iser_setup) || fail "setup/login"
 fio_verify "$dev" before --rw=randwrite --bs=16k --iodepth=8 --size=2M --offset=0 || fail "initial write"
-echo "${CMD_TIMEOUT:-4}" >"/sys/block/$dev/device/timeout"
-lio_delay "${DELAY_MS:-9000}" || fail "dm-delay"
+# libiscsi's eh_timed_out gives every command a second timer period (it first sends a NOP-Out
+# to check the connection), and the block layer rounds each timer up to the next second: the
+# first abort comes between 2 and 2x(timeout+1) s. The delay must be well beyond that (with
+# 9 s against a 4 s timeout, a slow TCG guest finished commands before any abort). Removing
+# the delay releases every held I/O at once (dm-delay flushes on suspend).
+tmo=${CMD_TIMEOUT:-4}
+echo "$tmo" >"/sys/block/$dev/device/timeout"
+lio_delay "${DELAY_MS:-$(( (3 * tmo + 6) * 1000 ))}" || fail "dm-delay"
 # A few writes and reads that will time out; they must complete (retried) or fail, never hang.
 fio --name=slow --filename="/dev/$dev" --direct=1 --ioengine=libaio --rw=randrw --bs=4k \
   --iodepth=4 --size=1M --offset=64M --number_ios=8 --output=/tmp/slow.out >/dev/null 2>&1 &
