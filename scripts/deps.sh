@@ -4,6 +4,9 @@
 #
 #   scripts/deps.sh            # all: Debian packages, rust-src, bindgen-cli
 #   scripts/deps.sh --check    # exit 1 if something is missing, install nothing
+#   KVER=7.3 scripts/deps.sh   # also fetch linux-source-7.3 from trixie-backports into the
+#                              # cache (a project-local apt list; the host's sources stay as
+#                              # they are)
 set -euo pipefail
 
 BINDGEN_VERSION=0.73.2   # verified with rustc 1.95 and the 6.12 kernel (build-mechanics.md)
@@ -20,6 +23,8 @@ PKGS=(
   fio sg3-utils iproute2 util-linux procps
   # kernel source (primary test kernel)
   linux-source-6.12
+  # the 7.x kernels need LLVM >= 17: Debian 12's clang-19 (KVER=7.3)
+  clang-19 lld-19 llvm-19 libclang-19-dev
 )
 
 say() { printf '[deps] %s\n' "$*"; }
@@ -74,5 +79,32 @@ elif [ $check_only = 1 ]; then say "missing bindgen-cli $BINDGEN_VERSION (have: 
 else
   say "installing bindgen-cli $BINDGEN_VERSION with cargo install --locked (about 1-2 min)"
   cargo install --locked --quiet bindgen-cli --version "$BINDGEN_VERSION"
+fi
+# A newer kernel series from trixie-backports: download the linux-source .deb with a
+# project-local apt configuration and unpack its tarball under the cache (nothing installed).
+KSERIES=${KVER:-6.12}
+if [ "$KSERIES" != 6.12 ]; then
+  CACHE=${ISER_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/iser-rs}
+  dst=$CACHE/src/linux-source-$KSERIES
+  if [ -f "$dst/version" ] && [ -f "$dst/linux-source-$KSERIES.tar.xz" ]; then
+    say "linux-source-$KSERIES $(cat "$dst/version"): present"
+  elif [ $check_only = 1 ]; then say "missing linux-source-$KSERIES (KVER=$KSERIES)"; rc=1
+  else
+    say "fetching linux-source-$KSERIES from trixie-backports (project-local apt list)"
+    apt=$CACHE/apt; rm -rf "$apt"; mkdir -p "$apt/lists/partial" "$apt/archives/partial" "$dst"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie-backports main" \
+      >"$apt/sources.list"
+    O=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+       -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt" -o APT::Sandbox::User=root)
+    apt-get "${O[@]}" update -qq
+    ver=$(apt-cache "${O[@]}" show --no-all-versions "linux-source-$KSERIES" | sed -n 's/^Version: //p')
+    [ -n "$ver" ] || { say "linux-source-$KSERIES not found in trixie-backports"; exit 1; }
+    (cd "$apt" && apt-get "${O[@]}" download "linux-source-$KSERIES=$ver")
+    rm -rf "$apt/x"; dpkg-deb -x "$apt"/linux-source-"$KSERIES"_*.deb "$apt/x"
+    mv "$apt/x/usr/src/linux-source-$KSERIES.tar.xz" "$dst/"
+    echo "$ver" >"$dst/version"
+    rm -rf "$apt"
+    say "linux-source-$KSERIES $ver: unpacked into $dst"
+  fi
 fi
 exit $rc

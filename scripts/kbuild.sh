@@ -21,12 +21,16 @@ fi
 rust_tree "$KDIR" || { echo "[kbuild] $KDIR is not a built Rust-enabled kernel tree" >&2; exit 1; }
 
 [ "${1:-}" = kdir ] && { echo "$KDIR"; exit 0; }
-echo "[kbuild] make -C $KDIR M=$top LLVM=1 $*" >&2
+# The LLVM= the tree was built with (scripts/kernel.sh records it: -19 for the 7.x kernels).
+LLVM=$(cat "$KDIR/.iser-llvm" 2>/dev/null || echo 1)
+# bindgen loads the libclang of the same LLVM (clang-sys would pick the newest installed).
+if [ "$LLVM" = 1 ]; then export LIBCLANG_PATH=$(llvm-config --libdir); else export LIBCLANG_PATH=/usr/lib/llvm${LLVM}/lib; fi
+echo "[kbuild] make -C $KDIR M=$top LLVM=$LLVM $*" >&2
 if [ "${1:-}" = rust-analyzer ]; then
   # The crate include!()s the bindings from $ISER_GEN_DIR (set by Kbuild for rustc): give
   # rust-analyzer the same, generating the bindings first.
-  make -C "$KDIR" M="$top" LLVM=1 modules >&2
-  make -C "$KDIR" M="$top" LLVM=1 rust-analyzer
+  make -C "$KDIR" M="$top" LLVM="$LLVM" modules >&2
+  make -C "$KDIR" M="$top" LLVM="$LLVM" rust-analyzer
   exec python3 - "$top/rust-project.json" "$top/rust" <<'PY'
 import json, sys
 p, gen = sys.argv[1], sys.argv[2]
@@ -41,8 +45,8 @@ fi
 if [ "${1:-}" = modules ]; then
   # Record which tree ib_iser.ko was built against (scripts/vm-run checks it).
   rm -f "$top/.ib_iser.kdir"
-  make -C "$KDIR" M="$top" LLVM=1 "$@"
+  make -C "$KDIR" M="$top" LLVM="$LLVM" "$@"
   echo "$KDIR" >"$top/.ib_iser.kdir"
   exit 0
 fi
-exec make -C "$KDIR" M="$top" LLVM=1 "$@"
+exec make -C "$KDIR" M="$top" LLVM="$LLVM" "$@"

@@ -8,6 +8,11 @@
 # FLAVOR is "debug" (default: KASAN, lockdep, kmemleak, ... for the test suite) or "perf"
 # (no debug options, for benchmarks): scripts/kconfig/FLAVOR.config merged over base.config.
 #
+# KVER picks the kernel series: 6.12 (default, Debian 12's linux-source-6.12, built with the
+# default clang 14) or 7.3 (linux-source-7.3 from trixie-backports, fetched by
+# `KVER=7.3 scripts/deps.sh` into the cache; it needs LLVM >= 17, so it is built with
+# clang-19: make LLVM=-19). The LLVM suffix is recorded in linux/.iser-llvm for kbuild.sh.
+#
 # Cache: ${XDG_CACHE_HOME:-~/.cache}/iser-rs/kernels/<srcver>-<flavor>-<hash>/
 #   linux/          the build tree (KDIR for out-of-tree module builds)
 #   kroot/          staged boot image + module tree for the VM (boot/, lib/modules/<kver>/)
@@ -18,8 +23,15 @@
 set -euo pipefail
 RECIPE=1                       # bump when the build steps below change in a way that matters
 HERE=$(cd "$(dirname "$0")" && pwd)
-KSERIES=${KSERIES:-6.12}
+KSERIES=${KVER:-6.12}
 CACHE=${ISER_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/iser-rs}
+case "$KSERIES" in
+  6.12) LLVM_SUFFIX=1; TARBALL=/usr/src/linux-source-$KSERIES.tar.xz
+        LIBCLANG_PATH=$(llvm-config --libdir); export LIBCLANG_PATH ;;
+  7.*)  LLVM_SUFFIX=-19; TARBALL=$CACHE/src/linux-source-$KSERIES/linux-source-$KSERIES.tar.xz
+        export LIBCLANG_PATH=/usr/lib/llvm-19/lib ;;
+  *) echo "[kernel] error: unsupported KVER '$KSERIES' (6.12 or 7.3)" >&2; exit 1 ;;
+esac
 JOBS=${JOBS:-$(( $(nproc) + 1 ))}
 
 say() { printf '[kernel] %s\n' "$*" >&2; }
@@ -32,8 +44,13 @@ frag_flavor=$HERE/kconfig/$flavor.config
 key() {
   [ -f "$frag_flavor" ] || die "unknown flavor '$flavor' (no $frag_flavor)"
   local srcver h
-  srcver=$(dpkg-query -W -f='${Version}' "linux-source-$KSERIES" 2>/dev/null) \
-    || die "linux-source-$KSERIES is not installed (run scripts/deps.sh)"
+  if [ "$KSERIES" = 6.12 ]; then
+    srcver=$(dpkg-query -W -f='${Version}' "linux-source-$KSERIES" 2>/dev/null) \
+      || die "linux-source-$KSERIES is not installed (run scripts/deps.sh)"
+  else
+    srcver=$(cat "$CACHE/src/linux-source-$KSERIES/version" 2>/dev/null) \
+      || die "linux-source-$KSERIES not fetched (run KVER=$KSERIES scripts/deps.sh)"
+  fi
   h=$( { echo "recipe $RECIPE"; cat "$frag_base" "$frag_flavor"; } | sha256sum | cut -c1-12)
   echo "${srcver//[~:+]/_}-$flavor-$h"
 }
@@ -58,8 +75,8 @@ exec 9>"$CACHE/kernel-build.lock"
 if ! flock -n 9; then say "another kernel build is running; waiting for it"; flock 9; fi
 if [ -f "$dir/.built" ]; then echo "$dir"; exit 0; fi
 
-tarball=/usr/src/linux-source-$KSERIES.tar.xz
-[ -f "$tarball" ] || die "$tarball missing (run scripts/deps.sh)"
+tarball=$TARBALL
+[ -f "$tarball" ] || die "$tarball missing (run KVER=$KSERIES scripts/deps.sh)"
 mkdir -p "$dir"
 src=$dir/linux
 if [ ! -f "$dir/.unpacked" ]; then
@@ -71,7 +88,7 @@ if [ ! -f "$dir/.unpacked" ]; then
 fi
 
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-mk() { make -C "$src" LLVM=1 "$@"; }
+mk() { make -C "$src" LLVM="$LLVM_SUFFIX" "$@"; }
 if [ ! -f "$dir/.configured" ]; then
   say "configuring: defconfig + kvm_guest.config + base.config + $flavor.config"
   mk rustavailable >&2 || die "Rust toolchain not usable for this kernel (see above)"
@@ -95,7 +112,8 @@ if [ ! -f "$dir/.configured" ]; then
   touch "$dir/.configured"
 fi
 
-say "building bzImage + modules with make LLVM=1 -j$JOBS (about 20-30 min on 2 cores); log: $dir/build.log"
+echo "$LLVM_SUFFIX" >"$src/.iser-llvm"
+say "building bzImage + modules with make LLVM=$LLVM_SUFFIX -j$JOBS (about 20-30 min on 2 cores); log: $dir/build.log"
 start=$(date +%s)
 ( mk -j"$JOBS" bzImage modules >"$dir/build.log" 2>&1; echo $? >"$dir/.make-rc" ) &
 mpid=$!
@@ -134,8 +152,8 @@ depmod -a -b "$kroot" -F "$kroot/boot/System.map-$kver" "$kver"
 echo "$kver" >"$dir/kernel.release"
 say "staged $n modules for $kver into $kroot"
 
-# drop stale builds of the same flavor (the cache keeps one per flavor)
-for old in "$CACHE"/kernels/*-"$flavor"-*/; do
+# drop stale builds of the same series and flavor (the cache keeps one per series x flavor)
+for old in "$CACHE"/kernels/"$KSERIES".*-"$flavor"-*/; do
   old=${old%/}
   [ "$old" = "$dir" ] || { say "removing stale cache $old"; rm -rf "$old"; }
 done
