@@ -3,10 +3,13 @@
  * Headers bindgen reads for ib_iser (see bindgen_parameters for what is taken from them).
  * Only bindgen sees this file and the generated c/static_wrappers.c.
  */
+#include <linux/debugfs.h>
 #include <linux/in.h>
 #include <linux/in6.h>
 #include <linux/kstrtox.h>
 #include <linux/moduleparam.h>
+#include <linux/sched/clock.h>
+#include <linux/seq_file.h>
 #include <linux/socket.h>
 #include <linux/workqueue.h>
 #include <rdma/ib_verbs.h>

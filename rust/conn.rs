@@ -25,19 +25,23 @@
 //! `cleanup_task` cannot touch freed memory (11, item 3).
 
 use crate::device::{IserDevice, DEVICES};
+use crate::ffi::debugfs::{self, Entry, SeqWriter, Show};
 use crate::ffi::iscsi::{self, DataDir, IscsiConn, Poll, SessionInfo, Task, TaskHandle};
 use crate::ffi::rdma::{
     CmEvent, CmEventKind, CmHandler, CmId, ConnParam, Cq, CqHandler, CqeTable, DmaBuf, DmaDir,
     HdrMapping, MappedSg, Mr, Qp, QpCaps, RegReq, Sge, SysfsBuf, Wc,
 };
-use crate::ffi::{bh, errno, params};
+use crate::ffi::{bh, errno, params, time};
+use crate::proto::stats::Stats;
 use crate::proto::{bhs, cm, hdr, rx, sizing, task as ptask};
+use core::fmt::{self, Write};
 use core::net::SocketAddr;
 use kernel::prelude::*;
+use kernel::str::CString;
 use kernel::sync::lock::{spinlock::SpinLockBackend, Guard};
 use kernel::sync::{Arc, ArcBorrow, CondVar, CondVarTimeoutResult, Mutex, SpinLock};
 use kernel::workqueue::{Work, WorkItem};
-use kernel::{new_condvar, new_mutex, new_spinlock};
+use kernel::{c_str, new_condvar, new_mutex, new_spinlock};
 
 /// Address and route resolution timeout (iser-spec.md 6.2).
 const RESOLVE_TIMEOUT_MS: u32 = 1000;
@@ -72,6 +76,8 @@ struct Ctrl {
     remote_inv: bool,
     /// The bound libiscsi connection.
     iscsi: Option<IscsiConn>,
+    /// `/sys/kernel/debug/iser/connection<sid>:<cid>/` while bound.
+    dbg: Option<Entry<ConnStats>>,
 }
 
 /// The data path, under `dp`.
@@ -105,6 +111,8 @@ struct Slot {
     dbuf: [u8; sizing::RX_PAYLOAD],
     /// [read, write].
     dirs: [Option<DirRes>; 2],
+    /// `local_clock()` when the SCSI command's SEND was posted (latency histogram).
+    t0: u64,
 }
 
 impl Slot {
@@ -116,6 +124,7 @@ impl Slot {
             deferred: None,
             dbuf: [0; sizing::RX_PAYLOAD],
             dirs: [None, None],
+            t0: 0,
         }
     }
 }
@@ -179,6 +188,7 @@ struct Bound {
     always_register: bool,
     discovery: bool,
     dev: crate::ffi::rdma::DeviceRef,
+    st: Arc<ConnStats>,
 }
 
 impl Bound {
@@ -248,6 +258,7 @@ impl Bound {
         all_imm: bool,
     ) -> Result<(DirRes, Option<usize>, Option<u32>)> {
         if sg.nents() == 1 && (all_imm || !self.always_register) {
+            Stats::inc(&self.st.s.c.reg_dma_key);
             let (addr, _len) = sg.first();
             let lkey = self.lkey;
             return Ok((
@@ -262,6 +273,7 @@ impl Bound {
             ));
         }
         let Some(i) = self.fr_free.pop() else {
+            Stats::inc(&self.st.s.c.err_reg_pool);
             iser_err!("registration pool empty\n");
             sg.unmap();
             return Err(EAGAIN);
@@ -282,6 +294,10 @@ impl Bound {
             return Err(e);
         }
         d.need_inval = true;
+        Stats::inc(&self.st.s.c.reg_fastreg);
+        if inval.is_some() {
+            Stats::inc(&self.st.s.c.inval_local);
+        }
         let (iova, _) = d.mr.range();
         let lkey = d.mr.lkey();
         Ok((
@@ -323,6 +339,22 @@ pub(crate) struct IserConn {
     /// libiscsi's `frwd_lock`) as `ISCSI_ERR_XMIT_FAILED`; runs on the module's workqueue.
     #[pin]
     fail_work: Work<IserConn>,
+    /// Counters and latency histogram (debugfs).
+    stats: Arc<ConnStats>,
+}
+
+/// What `/sys/kernel/debug/iser/connection<sid>:<cid>/stats` shows: the peer, then the
+/// counters and latency histogram of [`Stats`] (Documentation/admin-guide.rst).
+pub(crate) struct ConnStats {
+    peer: SocketAddr,
+    s: Stats,
+}
+
+impl Show for ConnStats {
+    fn show(&self, w: &mut SeqWriter<'_>) -> fmt::Result {
+        writeln!(w, "peer {}", self.peer)?;
+        self.s.write(w)
+    }
 }
 
 kernel::workqueue::impl_has_work! {
@@ -335,8 +367,8 @@ impl WorkItem for IserConn {
     fn run(this: Arc<IserConn>) {
         let ctrl = this.ctrl.lock();
         if ctrl.state == State::Up {
-            if let Some(i) = &ctrl.iscsi {
-                i.failure(crate::ffi::iscsi::err::XMIT_FAILED);
+            if let Some(i) = ctrl.iscsi {
+                fail(&this.stats, i, crate::ffi::iscsi::err::XMIT_FAILED);
             }
         }
     }
@@ -362,9 +394,22 @@ impl From<Error> for XmitError {
 #[must_use]
 struct Leftovers {
     cm_id: Option<CmId<IserConn>>,
+    /// Removing a debugfs directory waits for its readers.
+    _dbg: Option<Entry<ConnStats>>,
 }
 
-fn log_wc_error(what: &str, wc: &Wc) {
+/// Reports a connection failure to libiscsi and counts it.
+fn fail(st: &ConnStats, i: IscsiConn, err: u32) {
+    Stats::inc(&st.s.c.err_conn_failure);
+    i.failure(err);
+}
+
+fn log_wc_error(st: &ConnStats, what: &str, wc: &Wc) {
+    Stats::inc(if wc.flushed {
+        &st.s.c.err_flush
+    } else {
+        &st.s.c.err_completion
+    });
     if wc.flushed {
         iser_dbg!("{} flushed\n", what);
     } else {
@@ -382,6 +427,13 @@ impl IserConn {
     /// `ep_connect`: starts resolving `dst` (non-blocking; `ep_poll` waits).
     pub(crate) fn connect(dst: SocketAddr) -> Result<Arc<Self>> {
         let always_register = params::always_register();
+        let stats = Arc::new(
+            ConnStats {
+                peer: dst,
+                s: Stats::default(),
+            },
+            GFP_KERNEL,
+        )?;
         let conn = Arc::pin_init(
             pin_init!(IserConn {
                 ctrl <- new_mutex!(Ctrl {
@@ -392,11 +444,13 @@ impl IserConn {
                     req: cm::Request { send_with_invalidate: always_register },
                     remote_inv: false,
                     iscsi: None,
+                    dbg: None,
                 }, "iser_conn_ctrl"),
                 up <- new_condvar!("iser_conn_up"),
                 dp <- new_spinlock!(Dp { qp: None, bound: None }, "iser_conn_dp"),
                 peer: dst,
                 fail_work <- kernel::workqueue::new_work!("iser_conn_fail"),
+                stats,
             }),
             GFP_KERNEL,
         )?;
@@ -514,6 +568,7 @@ impl IserConn {
         }
         Leftovers {
             cm_id: ctrl.cm_id.take(),
+            _dbg: ctrl.dbg.take(),
         }
     }
 
@@ -575,13 +630,26 @@ impl IserConn {
             return Err(EINVAL);
         };
         let info = iconn.session_info();
-        let b = Self::alloc_bound(iconn, &info, s, &d, ctrl.remote_inv).inspect_err(|e| {
+        let st = this.stats.clone();
+        let b = Self::alloc_bound(iconn, &info, s, &d, ctrl.remote_inv, st).inspect_err(|e| {
             iser_err!("failed allocating connection buffers: {:?}\n", e);
         })?;
         let old = this.with_dp_bh(|dp| dp.bound.replace(b));
         drop(old);
         ctrl.iscsi = Some(iconn);
         iconn.bind(this.clone());
+        // Statistics in debugfs, named like the connection in sysfs. A failure (debugfs off,
+        // or a directory left by a connection not yet torn down) only costs the file.
+        let (sid, cid) = iconn.ids();
+        if let (Some(root), Ok(name)) = (
+            debugfs::ROOT.get(),
+            CString::try_from_fmt(format_args!("connection{}:{}", sid, cid)),
+        ) {
+            ctrl.dbg = root.add(&name, c_str!("stats"), this.stats.clone());
+            if ctrl.dbg.is_none() {
+                iser_dbg!("no debugfs statistics for connection{}:{}\n", sid, cid);
+            }
+        }
         Ok(())
     }
 
@@ -591,6 +659,7 @@ impl IserConn {
         s: sizing::Sizing,
         d: &IserDevice,
         remote_inv: bool,
+        st: Arc<ConnStats>,
     ) -> Result<Bound> {
         let n = (info.cmds_max as usize).max(1);
         let dev = d.dev;
@@ -632,6 +701,7 @@ impl IserConn {
             always_register: params::always_register(),
             discovery: info.discovery,
             dev,
+            st,
         })
     }
 
@@ -749,7 +819,10 @@ impl IserConn {
             invalidate: inval,
             cqe: reg_cqe,
         });
-        qp.post_send(rr, cqe, &sges[..nsge], true)?;
+        if let Err(e) = qp.post_send(rr, cqe, &sges[..nsge], true) {
+            Stats::inc(&b.st.s.c.err_post);
+            return Err(e);
+        }
         if let Some(s) = b.slots.get_mut(idx) {
             s.sends_pending += 1;
         }
@@ -815,6 +888,7 @@ impl IserConn {
         }
         let reserved = bhs::itt(&bhs_bytes) == bhs::RESERVED_ITT;
         Self::post_task_send(qp, b, idx, None, data).map_err(fatal)?;
+        Stats::inc(&b.st.s.c.control_pdus);
         if reserved {
             if let Some(s) = b.slots.get_mut(idx) {
                 s.put_on_send = Some(task.handle());
@@ -860,6 +934,18 @@ impl IserConn {
             };
             let imm = task.imm_count();
             let all_imm = dir == DataDir::Write && data.len == imm;
+            let c = &b.st.s.c;
+            match dir {
+                DataDir::Read => {
+                    Stats::inc(&c.cmds_read);
+                    Stats::add(&c.bytes_read, data.len.into());
+                }
+                _ => {
+                    Stats::inc(&c.cmds_write);
+                    Stats::add(&c.bytes_write, data.len.into());
+                    Stats::add(&c.bytes_immediate, imm.into());
+                }
+            }
             let (res, fr, inval) = b.register(sg, all_imm)?;
             let rkey = match fr {
                 Some(i) => b.fr[i].mr.rkey(),
@@ -891,7 +977,13 @@ impl IserConn {
                 }
             }
         }
+        if dir == DataDir::None {
+            Stats::inc(&b.st.s.c.cmds_nodata);
+        }
         task.hdrs_mut()[..hdr::LEN].copy_from_slice(&header.encode());
+        if let Some(s) = b.slots.get_mut(idx) {
+            s.t0 = time::clock_ns();
+        }
         if let Err(e) = Self::post_task_send(qp, b, idx, reg, imm_sge) {
             // The chain (invalidation, registration, SEND) may have been posted in part:
             // the MR's key state is unknown, so the connection (and with it the pool) goes.
@@ -946,12 +1038,15 @@ impl IserConn {
                 },
             ];
             if let Err(e) = qp.post_send(None, b.cqe_of(Cqe::DataOut(di)), &sges, true) {
+                Stats::inc(&b.st.s.c.err_post);
                 iser_err!("posting Data-Out failed: {:?}\n", e);
                 task.undo_data_out();
                 b.dataout_free.push(di);
                 return Err(e);
             }
             task.advance_unsol(dlen);
+            Stats::inc(&b.st.s.c.dataout_pdus);
+            Stats::add(&b.st.s.c.bytes_dataout, dlen.into());
         }
         Ok(())
     }
@@ -966,7 +1061,7 @@ impl IserConn {
 
     /// Delivers a validated PDU (iSER header, BHS, data segment; see [`rx::parse`]) to
     /// libiscsi. No lock is held: libiscsi takes its own and may call `cleanup_task` back.
-    fn deliver(iconn: IscsiConn, pdu: &mut [u8]) {
+    fn deliver(st: &ConnStats, iconn: IscsiConn, pdu: &mut [u8]) {
         let Some(body) = pdu.get_mut(hdr::LEN..) else {
             return;
         };
@@ -976,12 +1071,13 @@ impl IserConn {
         };
         let rc = iconn.complete_pdu(h, data);
         if rc != 0 && rc as u32 != crate::ffi::iscsi::err::NO_SCSI_CMD {
-            iconn.failure(rc as u32);
+            fail(st, iconn, rc as u32);
         }
     }
 
     /// Fails the connection because of a PDU the target should not have sent.
-    fn reject_pdu(iconn: IscsiConn, what: &str, e: rx::Error) {
+    fn reject_pdu(st: &ConnStats, iconn: IscsiConn, what: &str, e: rx::Error) {
+        Stats::inc(&st.s.c.err_protocol);
         iser_err!(
             "{}: {} ({:?}), terminating connection\n",
             what,
@@ -995,11 +1091,11 @@ impl IserConn {
             }
             _ => crate::ffi::iscsi::err::PROTO,
         };
-        iconn.failure(err);
+        fail(st, iconn, err);
     }
 
     /// A completed receive of the login/text response buffer.
-    fn on_login_rx(mut g: DpGuard<'_>, wc: &Wc) {
+    fn on_login_rx(st: &ConnStats, mut g: DpGuard<'_>, wc: &Wc) {
         let dp = &mut *g;
         let Some(b) = dp.bound.as_mut() else {
             return;
@@ -1007,19 +1103,20 @@ impl IserConn {
         let iconn = b.iscsi;
         if !wc.ok {
             drop(g);
-            log_wc_error("login_rsp", wc);
+            log_wc_error(st, "login_rsp", wc);
             if !wc.flushed {
-                iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
             }
             return;
         }
+        Stats::inc(&st.s.c.pdus_rx);
         b.login_rsp.sync_for_cpu(0, sizing::RX_LOGIN_SIZE);
         let buf = b.login_rsp.bytes();
         let r = match rx::parse(buf, wc.byte_len as usize, sizing::LOGIN_DATA_LEN, b.n) {
             Ok(r) => r,
             Err(e) => {
                 drop(g);
-                Self::reject_pdu(iconn, "login response rejected", e);
+                Self::reject_pdu(st, iconn, "login response rejected", e);
                 return;
             }
         };
@@ -1032,7 +1129,7 @@ impl IserConn {
         {
             drop(g);
             iser_err!("no memory for a login response\n");
-            iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
+            fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
             return;
         }
         let ffp = r.pdu.opcode == bhs::OP_LOGIN_RSP && ptask::login_to_ffp(r.pdu.flags);
@@ -1044,13 +1141,13 @@ impl IserConn {
             }
         }
         drop(g);
-        Self::deliver(iconn, &mut copy);
+        Self::deliver(st, iconn, &mut copy);
     }
 
     /// A completed receive of ring buffer `i`: validate, give the buffer back to the target,
     /// then deliver the PDU, or hold it in its task's slot until the task's SEND completed
     /// (iser-spec.md 11, latent issues).
-    fn on_rx(mut g: DpGuard<'_>, wc: &Wc, i: usize) {
+    fn on_rx(st: &ConnStats, mut g: DpGuard<'_>, wc: &Wc, i: usize) {
         let dp = &mut *g;
         let Some(b) = dp.bound.as_mut() else {
             return;
@@ -1058,9 +1155,9 @@ impl IserConn {
         let iconn = b.iscsi;
         if !wc.ok {
             drop(g);
-            log_wc_error("task_rsp", wc);
+            log_wc_error(st, "task_rsp", wc);
             if !wc.flushed {
-                iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
             }
             return;
         }
@@ -1089,17 +1186,25 @@ impl IserConn {
             Ok(r) => r,
             Err(e) => {
                 drop(g);
-                Self::reject_pdu(iconn, "received PDU rejected", e);
+                Self::reject_pdu(st, iconn, "received PDU rejected", e);
                 return;
             }
         };
+        Stats::inc(&st.s.c.pdus_rx);
+        if r.pdu.opcode == bhs::OP_SCSI_RSP {
+            Stats::inc(&st.s.c.scsi_rsp_rx);
+            if let Some(s) = r.slot.and_then(|s| b.slots.get(s)) {
+                st.s.lat.record(time::clock_ns().saturating_sub(s.t0));
+            }
+        }
         if let Some(rkey) = wc.invalidated_rkey {
             if let Err(reason) = Self::remote_invalidate(b, r.slot, rkey) {
                 drop(g);
                 iser_err!("{} (rkey {:#x}), terminating connection\n", reason, rkey);
-                iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
                 return;
             }
+            Stats::inc(&st.s.c.inval_remote);
         }
         if let Some(s) = r.slot.and_then(|s| b.slots.get_mut(s)) {
             if s.sends_pending > 0 {
@@ -1112,16 +1217,18 @@ impl IserConn {
                         "second response for task {} before its request completed, terminating connection\n",
                         r.pdu.itt
                     );
-                    iconn.failure(crate::ffi::iscsi::err::PROTO);
+                    Stats::inc(&st.s.c.err_protocol);
+                    fail(st, iconn, crate::ffi::iscsi::err::PROTO);
                     return;
                 }
+                Stats::inc(&st.s.c.rsp_before_send_done);
                 s.dbuf[..len].copy_from_slice(&copy[..len]);
                 s.deferred = Some(len);
                 return;
             }
         }
         drop(g);
-        Self::deliver(iconn, &mut copy[..len]);
+        Self::deliver(st, iconn, &mut copy[..len]);
     }
 
     /// Checks a Send with Invalidate against the task's registration (5.5).
@@ -1156,7 +1263,7 @@ impl IserConn {
     }
 
     /// A completed SEND of task slot `i`.
-    fn on_send(mut g: DpGuard<'_>, wc: &Wc, i: usize) {
+    fn on_send(st: &ConnStats, mut g: DpGuard<'_>, wc: &Wc, i: usize) {
         let Some(b) = g.bound.as_mut() else {
             return;
         };
@@ -1173,16 +1280,16 @@ impl IserConn {
         }
         drop(g);
         if !wc.ok {
-            log_wc_error("command/control", wc);
+            log_wc_error(st, "command/control", wc);
             if !wc.flushed {
-                iconn.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
             }
         }
         if let Some(p) = put {
             p.put();
         }
         if let Some((mut copy, len)) = deferred {
-            Self::deliver(iconn, copy.get_mut(..len).unwrap_or(&mut []));
+            Self::deliver(st, iconn, copy.get_mut(..len).unwrap_or(&mut []));
         }
     }
 }
@@ -1195,16 +1302,17 @@ impl CqHandler for IserConn {
         let Some(which) = g.bound.as_ref().and_then(|b| b.which(wc.cqe)) else {
             return;
         };
+        let st = &*self.stats;
         match which {
-            Cqe::Send(i) => Self::on_send(g, wc, i),
-            Cqe::Rx(i) => Self::on_rx(g, wc, i),
-            Cqe::LoginRx => Self::on_login_rx(g, wc),
+            Cqe::Send(i) => Self::on_send(st, g, wc, i),
+            Cqe::Rx(i) => Self::on_rx(st, g, wc, i),
+            Cqe::LoginRx => Self::on_login_rx(st, g, wc),
             Cqe::Reg => {
                 let i = g.bound.as_ref().map(|b| b.iscsi);
                 drop(g);
-                log_wc_error("memreg", wc);
+                log_wc_error(st, "memreg", wc);
                 if let (false, Some(i)) = (wc.flushed, i) {
-                    i.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                    fail(st, i, crate::ffi::iscsi::err::CONN_FAILED);
                 }
             }
             Cqe::DataOut(di) => {
@@ -1214,9 +1322,9 @@ impl CqHandler for IserConn {
                 });
                 drop(g);
                 if !wc.ok {
-                    log_wc_error("dataout", wc);
+                    log_wc_error(st, "dataout", wc);
                     if let (false, Some(i)) = (wc.flushed, i) {
-                        i.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                        fail(st, i, crate::ffi::iscsi::err::CONN_FAILED);
                     }
                 }
             }
@@ -1294,7 +1402,7 @@ impl CmHandler for IserConn {
             CmEventKind::Disconnected => {
                 if this.terminate(&mut ctrl) {
                     match &ctrl.iscsi {
-                        Some(i) => i.failure(crate::ffi::iscsi::err::CONN_FAILED),
+                        Some(i) => fail(&this.stats, *i, crate::ffi::iscsi::err::CONN_FAILED),
                         None => iser_warn!("iscsi_iser connection isn't bound\n"),
                     }
                 }
@@ -1307,7 +1415,7 @@ impl CmHandler for IserConn {
                 let mut left = this.release_rdma(&mut ctrl);
                 if was_up {
                     if let Some(i) = bound {
-                        i.failure(crate::ffi::iscsi::err::CONN_FAILED);
+                        fail(&this.stats, i, crate::ffi::iscsi::err::CONN_FAILED);
                     }
                 }
                 if let Some(id) = left.cm_id.take() {

@@ -26,10 +26,22 @@ mod transport;
 use kernel::c_str;
 use kernel::prelude::*;
 
+// `module!` takes `author` up to 6.16 and `authors` from 6.15 (Kbuild sets
+// `iser_module_authors` where the macro knows the latter).
+#[cfg(not(iser_module_authors))]
 module! {
     type: IserModule,
     name: "ib_iser",
     author: "iser-rs developers",
+    description: "iSER (iSCSI Extensions for RDMA) Datamover",
+    license: "Dual BSD/GPL",
+}
+
+#[cfg(iser_module_authors)]
+module! {
+    type: IserModule,
+    name: "ib_iser",
+    authors: ["iser-rs developers"],
     description: "iSER (iSCSI Extensions for RDMA) Datamover",
     license: "Dual BSD/GPL",
 }
@@ -44,10 +56,16 @@ struct IserModule {
     _wq: ffi::global::Installed<ffi::wq::OwnedQueue>,
     /// The RDMA devices in use.
     _devices: ffi::global::Installed<device::Devices>,
+    /// `/sys/kernel/debug/iser` (per-connection statistics), removed last.
+    _debugfs: ffi::global::Installed<ffi::debugfs::Root<conn::ConnStats>>,
 }
 
 impl kernel::Module for IserModule {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let debugfs = ffi::debugfs::ROOT.install(KBox::pin(
+            ffi::debugfs::Root::new(c_str!("iser"), module),
+            GFP_KERNEL,
+        )?);
         let devices = device::DEVICES.install(KBox::pin_init(device::Devices::new(), GFP_KERNEL)?);
         let wq = ffi::wq::WQ.install(KBox::pin(
             ffi::wq::OwnedQueue::new(c_str!("ib_iser_rs"))?,
@@ -73,6 +91,7 @@ impl kernel::Module for IserModule {
             _transport: transport,
             _wq: wq,
             _devices: devices,
+            _debugfs: debugfs,
         })
     }
 }

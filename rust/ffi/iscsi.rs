@@ -922,6 +922,16 @@ impl IscsiConn {
         }
     }
 
+    /// The session id and connection id, as in the sysfs name `connection<sid>:<cid>`.
+    pub(crate) fn ids(&self) -> (u32, u32) {
+        // SAFETY: The connection and its session are live (invariant); a libiscsi session
+        // always has its class session.
+        unsafe {
+            let cls_session = (*self.session()).cls_session;
+            ((*cls_session).sid.max(0) as u32, (*self.cls.as_ptr()).cid)
+        }
+    }
+
     /// Whether two handles are the same connection.
     pub(crate) fn same(&self, other: &IscsiConn) -> bool {
         self.conn == other.conn

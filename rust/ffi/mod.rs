@@ -6,9 +6,11 @@
 
 pub(crate) mod bh;
 pub(crate) mod bindings;
+pub(crate) mod debugfs;
 pub(crate) mod errno;
 pub(crate) mod global;
 pub(crate) mod iscsi;
 pub(crate) mod params;
 pub(crate) mod rdma;
+pub(crate) mod time;
 pub(crate) mod wq;

@@ -17,4 +17,5 @@ pub(crate) mod hdr;
 pub(crate) mod param;
 pub(crate) mod rx;
 pub(crate) mod sizing;
+pub(crate) mod stats;
 pub(crate) mod task;

@@ -21,4 +21,6 @@ mod rx_tests;
 #[cfg(test)]
 mod sizing_tests;
 #[cfg(test)]
+mod stats_tests;
+#[cfg(test)]
 mod task_tests;

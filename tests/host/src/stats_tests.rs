@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+
+use crate::proto::stats::*;
+use std::sync::atomic::Ordering::Relaxed;
+
+#[test]
+fn buckets_are_log2_microseconds() {
+    assert_eq!(bucket(0), 0);
+    assert_eq!(bucket(999), 0);
+    assert_eq!(bucket(1_000), 1); // [1, 2) us
+    assert_eq!(bucket(1_999), 1);
+    assert_eq!(bucket(2_000), 2); // [2, 4)
+    assert_eq!(bucket(3_999), 2);
+    assert_eq!(bucket(4_000), 3);
+    assert_eq!(bucket(150_000), 8); // 150 us in [128, 256)
+    assert_eq!(bucket_floor_us(8), 128);
+    assert_eq!(bucket(1_048_575_000), LAT_BUCKETS - 2);
+    assert_eq!(bucket(1_048_576_000), LAT_BUCKETS - 1);
+    assert_eq!(bucket(u64::MAX), LAT_BUCKETS - 1);
+    // Every bucket's floor falls in that bucket.
+    for i in 0..LAT_BUCKETS {
+        assert_eq!(bucket(bucket_floor_us(i) * 1000), i, "bucket {i}");
+    }
+}
+
+#[test]
+fn percentiles() {
+    let mut s = [0u64; LAT_BUCKETS];
+    assert_eq!(percentile_bucket(&s, 50), None);
+    s[3] = 98;
+    s[10] = 2;
+    assert_eq!(percentile_bucket(&s, 50), Some(3));
+    assert_eq!(percentile_bucket(&s, 98), Some(3));
+    assert_eq!(percentile_bucket(&s, 99), Some(10));
+    assert_eq!(percentile_bucket(&s, 100), Some(10));
+    let mut one = [0u64; LAT_BUCKETS];
+    one[5] = 1;
+    assert_eq!(percentile_bucket(&one, 1), Some(5));
+    assert_eq!(percentile_bucket(&one, 99), Some(5));
+}
+
+fn value(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {key} in\n{text}"))
+        .to_string()
+}
+
+#[test]
+fn stats_file_format() {
+    let st = Stats::default();
+    Stats::inc(&st.c.cmds_read);
+    Stats::add(&st.c.bytes_read, 4096);
+    st.lat.record(150_000);
+    st.lat.record(170_000);
+    st.lat.record(3_000_000);
+    let mut out = String::new();
+    st.write(&mut out).unwrap();
+    assert_eq!(value(&out, "cmds_read"), "1");
+    assert_eq!(value(&out, "bytes_read"), "4096");
+    assert_eq!(value(&out, "cmds_write"), "0");
+    assert_eq!(value(&out, "latency_count"), "3");
+    assert_eq!(value(&out, "latency_mean_us"), "1106");
+    assert_eq!(value(&out, "latency_us 128 256"), "2");
+    assert_eq!(value(&out, "latency_us 2048 4096"), "1");
+    assert_eq!(value(&out, "latency_p50_us_below"), "256");
+    assert_eq!(value(&out, "latency_p99_us_below"), "4096");
+    // Every counter appears exactly once, in NAMES order.
+    let names: Vec<&str> = out
+        .lines()
+        .take(Counters::NAMES.len())
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(names, Counters::NAMES);
+    let buckets = out.lines().filter(|l| l.starts_with("latency_us ")).count();
+    assert_eq!(buckets, LAT_BUCKETS);
+    assert!(out.contains("latency_us 1048576 inf 0\n"));
+}
+
+#[test]
+fn empty_histogram() {
+    let st = Stats::default();
+    let mut out = String::new();
+    st.write(&mut out).unwrap();
+    assert_eq!(value(&out, "latency_count"), "0");
+    assert_eq!(value(&out, "latency_mean_us"), "0");
+    assert_eq!(value(&out, "latency_p99_us_below"), "-");
+    assert_eq!(st.c.err_post.load(Relaxed), 0);
+}

@@ -1,0 +1,78 @@
+#!/bin/bash
+# Per-connection statistics in debugfs (/sys/kernel/debug/iser/connection<sid>:<cid>/stats)
+# agree with what fio did: the byte counters equal fio's bytes and the block layer's sectors,
+# the command counters equal the block layer's completed requests, every command got one
+# response, one latency sample and one registration, and no error counter moved. After logout
+# the directory is gone.
+. "$(dirname "$0")/../lib.sh"
+dev=$(iser_setup) || fail "setup/login"
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug || fail "mount debugfs"
+conn=$(basename "$(ls -d /sys/class/iscsi_connection/connection* | head -n1)")
+f=/sys/kernel/debug/iser/$conn/stats
+[ -r "$f" ] || { ls -lR /sys/kernel/debug/iser; fail "no $f"; }
+head -n 1 "$f"
+grep -qx "peer $IP:$PORT" "$f" || fail "peer line: $(head -n 1 "$f")"
+snap() { cat "$f" >"$ISER_RESULTS/stats_$1.txt"; cat "/sys/block/$dev/stat" >"$ISER_RESULTS/blk_$1.txt"; }
+snap 0
+FIO_TAG=_stats fio_verify "$dev" stats --rw=randrw --bsrange=4k-256k --iodepth=16 --size=16M \
+  --offset=8M || fail "fio"
+snap 1
+python3 - "$ISER_RESULTS" "$ISER_RESULTS/fio_stats_stats.json" "${EXPECT_DATAOUT:-0}" <<'PY' || fail "statistics disagree"
+import json, sys
+res, fio_json, expect_dataout = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+def stats(i):
+    d = {}
+    for l in open(f"{res}/stats_{i}.txt"):
+        p = l.split()
+        if len(p) == 2 and p[1].isdigit():
+            d[p[0]] = int(p[1])
+    return d
+def blk(i):
+    v = [int(x) for x in open(f"{res}/blk_{i}.txt").split()]
+    return {"reads": v[0], "rsect": v[2], "writes": v[4], "wsect": v[6]}
+s0, s1, b0, b1 = stats(0), stats(1), blk(0), blk(1)
+d = {k: s1[k] - s0.get(k, 0) for k in s1}
+b = {k: b1[k] - b0[k] for k in b1}
+j = json.load(open(fio_json))["jobs"][0]
+fr, fw = j["read"]["io_bytes"], j["write"]["io_bytes"]
+print(f"fio: read {fr} B in {j['read']['total_ios']} IOs, write {fw} B in {j['write']['total_ios']} IOs")
+print(f"block layer: {b['reads']} reads {b['rsect'] * 512} B, {b['writes']} writes {b['wsect'] * 512} B")
+print("debugfs deltas: " + " ".join(f"{k}={v}" for k, v in d.items() if v))
+bad = []
+def eq(what, a, e):
+    if a != e:
+        bad.append(f"{what}: {a} != {e}")
+eq("bytes_read vs fio", d["bytes_read"], fr)
+eq("bytes_write vs fio", d["bytes_write"], fw)
+eq("bytes_read vs block layer", d["bytes_read"], b["rsect"] * 512)
+eq("bytes_write vs block layer", d["bytes_write"], b["wsect"] * 512)
+eq("cmds_read vs block layer", d["cmds_read"], b["reads"])
+eq("cmds_write vs block layer", d["cmds_write"], b["writes"])
+cmds = d["cmds_read"] + d["cmds_write"] + d["cmds_nodata"]
+eq("scsi_rsp_rx vs commands", d["scsi_rsp_rx"], cmds)
+eq("latency samples vs commands", d["latency_count"], cmds)
+eq("registrations vs data commands", d["reg_fastreg"] + d["reg_dma_key"], d["cmds_read"] + d["cmds_write"])
+if d["pdus_rx"] < d["scsi_rsp_rx"]:
+    bad.append("pdus_rx < scsi_rsp_rx")
+if d["bytes_immediate"] + d["bytes_dataout"] > d["bytes_write"]:
+    bad.append("immediate + Data-Out bytes exceed write bytes")
+if fw and d["bytes_immediate"] == 0:
+    bad.append("no immediate data although the target allows it")
+if expect_dataout and d["dataout_pdus"] == 0:
+    bad.append("no unsolicited Data-Out although InitialR2T=No")
+if not expect_dataout and d["dataout_pdus"] != 0:
+    bad.append("unsolicited Data-Out although InitialR2T=Yes")
+for k, v in s1.items():
+    if k.startswith("err_") and v:
+        bad.append(f"{k} = {v}")
+hist = sum(int(l.split()[3]) for l in open(f"{res}/stats_1.txt") if l.startswith("latency_us "))
+eq("histogram buckets vs latency_count", hist, s1["latency_count"])
+for x in bad:
+    print("MISMATCH: " + x)
+sys.exit(1 if bad else 0)
+PY
+grep -E '^latency_(p50|p99|mean)' "$f" | tr '\n' ' '; echo
+iser_logout || fail "logout"
+[ ! -e "/sys/kernel/debug/iser/$conn" ] || fail "/sys/kernel/debug/iser/$conn still there after logout"
+[ -d /sys/kernel/debug/iser ] || fail "/sys/kernel/debug/iser missing while the module is loaded"
+exit 0
