@@ -153,6 +153,20 @@ for r in $(seq "$REPS"); do
     echo "== round $r: $c on /dev/$dev"
     for spec in "${JOBS[@]}"; do
       read -r job args <<<"$spec"
+      if [ -n "${BENCH_PROFILE:-}" ]; then
+        # Profile mode (not a benchmark): a system-wide cpu-clock profile of the job only.
+        [ "$job" = "$BENCH_PROFILE" ] || continue
+        # shellcheck disable=SC2086
+        perf record -q -a -e cpu-clock -F 999 -o "/tmp/perf-$c.data" -- \
+          fio --name="$job" --filename="/dev/$dev" --direct=1 --ioengine=libaio --time_based \
+          --runtime="$RUNTIME" --group_reporting --eta=never $args >"$ISER_RESULTS/profile-$c-$r.fio" 2>&1
+        perf report -i "/tmp/perf-$c.data" --stdio --no-children --sort sym --percent-limit 0.3 \
+          >"$ISER_RESULTS/profile-$c-$r.txt" 2>/dev/null
+        perf report -i "/tmp/perf-$c.data" --stdio --no-children --sort dso \
+          >"$ISER_RESULTS/profile-$c-$r.dso.txt" 2>/dev/null
+        echo "profile: $c $job -> profile-$c-$r.txt ($(grep -o 'IOPS=[^,]*' "$ISER_RESULTS/profile-$c-$r.fio"))"
+        continue
+      fi
       # shellcheck disable=SC2086
       res=$(run_job "$job" "$dev" $args) || { echo "bench: $c $job failed" >&2; continue; }
       echo "$c $job #$r $res"
@@ -163,6 +177,7 @@ for r in $(seq "$REPS"); do
   done
 done
 echo "}," >>"$OUT"
+[ -z "${BENCH_PROFILE:-}" ] || { echo "}}" >>"$OUT"; iscsid_stop; exit 0; }
 
 # The soft-RoCE limit: 128k messages, deep queues, two or four QPs; the best configuration is
 # the ceiling, not a single-QP sample.
