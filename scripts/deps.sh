@@ -21,6 +21,8 @@ PKGS=(
   # iSCSI initiator + targets, RDMA userspace, I/O tools
   open-iscsi targetcli-fb tgt dmsetup rdma-core ibverbs-utils ibverbs-providers perftest
   fio sg3-utils iproute2 util-linux procps
+  # make check: the DKMS install test (scripts/dkms-test.sh)
+  dkms
   # kernel source (primary test kernel)
   linux-source-6.12
   # the 7.x kernels need LLVM >= 17: Debian 12's clang-19 (KVER=7.3)

@@ -13,6 +13,14 @@ f=/sys/kernel/debug/iser/$conn/stats
 head -n 1 "$f"
 grep -qx "peer $IP:$PORT" "$f" || fail "peer line: $(head -n 1 "$f")"
 snap() { cat "$f" >"$ISER_RESULTS/stats_$1.txt"; cat "/sys/block/$dev/stat" >"$ISER_RESULTS/blk_$1.txt"; }
+# sd may still be probing the new disk (INQUIRY, MODE SENSE, ...: SCSI commands the block
+# layer's statistics do not count): wait until the command counters hold still for 2 s.
+prev="" i=0
+while [ $i -lt 30 ]; do
+  cur=$(grep -E '^cmds_' "$f" | tr '\n' ' ')
+  [ "$cur" = "$prev" ] && break
+  prev=$cur; sleep 2; i=$((i + 1))
+done
 snap 0
 FIO_TAG=_stats fio_verify "$dev" stats --rw=randrw --bsrange=4k-256k --iodepth=16 --size=16M \
   --offset=8M || fail "fio"
@@ -28,7 +36,7 @@ def stats(i):
             d[p[0]] = int(p[1])
     return d
 def blk(i):
-    v = [int(x) for x in open(f"{res}/blk_{i}.txt").split()]
+    v = [int(x) for x in open(f"{res}/blk_{i}.txt").read().split()]
     return {"reads": v[0], "rsect": v[2], "writes": v[4], "wsect": v[6]}
 s0, s1, b0, b1 = stats(0), stats(1), blk(0), blk(1)
 d = {k: s1[k] - s0.get(k, 0) for k in s1}

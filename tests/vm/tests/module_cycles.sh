@@ -17,12 +17,14 @@ for i in $(seq "$CYCLES"); do
   if [ $((i % 2)) = 0 ]; then insmod "$ISER_KO" max_sectors=2048 max_lun=8 || fail "insmod #$i"
   else insmod "$ISER_KO" || fail "insmod #$i"; fi
   [ -d /sys/class/iscsi_transport/iser ] || fail "transport not registered after insmod #$i"
+  [ -d /sys/kernel/debug/iser ] || fail "no /sys/kernel/debug/iser after insmod #$i"
   read -r refcnt </sys/module/ib_iser/refcnt
   [ "$refcnt" = 0 ] || fail "refcnt $refcnt after insmod #$i"
   [ $((i % 2)) = 0 ] && { echo 4096 >/sys/module/ib_iser/parameters/max_sectors || fail "param write #$i"; }
   rmmod ib_iser || fail "rmmod #$i"
   [ -e /sys/class/iscsi_transport/iser ] && fail "transport still registered after rmmod #$i"
   [ -e /sys/module/ib_iser ] && fail "module still present after rmmod #$i"
+  [ -e /sys/kernel/debug/iser ] && fail "/sys/kernel/debug/iser left after rmmod #$i"
 done
 log "$CYCLES load/unload cycles"
 # No leaked reference pins the dependencies.
