@@ -1386,7 +1386,7 @@ impl CmHandler for IserConn {
             CmEventKind::Rejected => {
                 iser_err!(
                     "Connection rejected: {}\n",
-                    ev.reject_msg.unwrap_or(kernel::c_str!("unknown"))
+                    ev.reject_msg.unwrap_or("unknown")
                 );
                 this.connect_error(&mut ctrl);
             }

@@ -8,6 +8,9 @@
 
 #![allow(
     clippy::all,
+    clippy::pedantic,
+    clippy::as_underscore,
+    clippy::ref_as_ptr,
     clippy::undocumented_unsafe_blocks,
     dead_code,
     improper_ctypes,
@@ -21,5 +24,8 @@
 #![cfg_attr(CONFIG_RUSTC_HAS_UNNECESSARY_TRANSMUTES, allow(unnecessary_transmutes))]
 
 pub(crate) use kernel::bindings::*;
+// 6.18+: the kernel's bindgen parameters (which ours include) derive `MaybeZeroable`.
+#[cfg(iser_bindgen_maybe_zeroable)]
+use pin_init::MaybeZeroable;
 
 include!(concat!(env!("ISER_GEN_DIR"), "/bindings_generated.rs"));

@@ -6,6 +6,7 @@
 
 pub(crate) mod bh;
 pub(crate) mod bindings;
+pub(crate) mod compat;
 pub(crate) mod debugfs;
 pub(crate) mod errno;
 pub(crate) mod global;

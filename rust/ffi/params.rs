@@ -8,7 +8,6 @@ use crate::proto::param as check;
 use kernel::error::code::EINVAL;
 use kernel::ffi::{c_char, c_int, c_uint};
 use kernel::prelude::*;
-use kernel::str::CStr;
 
 /// `debug_level` (0644: may change at any time).
 pub(crate) fn debug_level() -> i32 {
@@ -60,7 +59,7 @@ unsafe fn set_uint(
     }
     // SAFETY: `val` is a non-NULL NUL-terminated string by the function's safety contract.
     let s = unsafe { CStr::from_char_ptr(val) };
-    match check(s.as_bytes()) {
+    match check(super::compat::cstr_bytes(s)) {
         Ok(v) => {
             // SAFETY: `kp` is valid and, by the safety contract, its `arg` union member points
             // to the parameter's `unsigned int`; the kernel serialises parameter writes

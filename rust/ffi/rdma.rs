@@ -17,7 +17,6 @@ use core::ptr::NonNull;
 use kernel::error::{code::*, to_result};
 use kernel::ffi::c_int;
 use kernel::prelude::*;
-use kernel::str::CStr;
 use kernel::sync::Arc;
 use kernel::types::Opaque;
 
@@ -89,25 +88,25 @@ impl DeviceRef {
         let attrs = unsafe { &(*self.raw()).attrs };
         DeviceCaps {
             mem_mgt_extensions: attrs.device_cap_flags
-                & (bindings::ib_device_cap_flags_IB_DEVICE_MEM_MGT_EXTENSIONS as u64)
+                & wide(bindings::ib_device_cap_flags_IB_DEVICE_MEM_MGT_EXTENSIONS)
                 != 0,
             sg_gaps_reg: attrs.kernel_cap_flags
-                & (bindings::ib_kernel_cap_flags_IBK_SG_GAPS_REG as u64)
+                & wide(bindings::ib_kernel_cap_flags_IBK_SG_GAPS_REG)
                 != 0,
             integrity_handover: attrs.kernel_cap_flags
-                & (bindings::ib_kernel_cap_flags_IBK_INTEGRITY_HANDOVER as u64)
+                & wide(bindings::ib_kernel_cap_flags_IBK_INTEGRITY_HANDOVER)
                 != 0,
-            max_qp_wr: attrs.max_qp_wr.max(0) as u32,
-            max_qp_rd_atom: attrs.max_qp_rd_atom.max(0) as u32,
+            max_qp_wr: nonneg(attrs.max_qp_wr),
+            max_qp_rd_atom: nonneg(attrs.max_qp_rd_atom),
             max_fast_reg_page_list_len: attrs.max_fast_reg_page_list_len,
         }
     }
 
     /// The device name (`rxe0`, `siw0`, `mlx5_0`, ...).
-    pub(crate) fn name(&self) -> &CStr {
+    pub(crate) fn name(&self) -> &str {
         // SAFETY: `ptr` is valid; `dev_name` of a registered device is a NUL-terminated
         // string that lives as long as the device.
-        unsafe { CStr::from_char_ptr(bindings::iser_rs_ib_device_name(self.raw())) }
+        unsafe { c_text(bindings::iser_rs_ib_device_name(self.raw())) }
     }
 
     /// The parent (bus) device, for `iscsi_host_add` (DMA limits propagate from it).
@@ -146,8 +145,8 @@ pub(crate) enum DmaDir {
 impl DmaDir {
     fn raw(self) -> bindings::dma_data_direction {
         match self {
-            DmaDir::ToDevice => bindings::dma_data_direction_DMA_TO_DEVICE,
-            DmaDir::FromDevice => bindings::dma_data_direction_DMA_FROM_DEVICE,
+            DmaDir::ToDevice => super::compat::DMA_TO_DEVICE,
+            DmaDir::FromDevice => super::compat::DMA_FROM_DEVICE,
         }
     }
 }
@@ -322,9 +321,9 @@ impl Drop for Pd {
 /// An asynchronous event from a device, for logging.
 pub(crate) struct AsyncEvent<'a> {
     /// Device name.
-    pub(crate) device: &'a CStr,
+    pub(crate) device: &'a str,
     /// Event name (`ib_event_msg`).
-    pub(crate) name: &'a CStr,
+    pub(crate) name: &'a str,
     /// Event number.
     pub(crate) event: u32,
     /// Port number (meaningful for port events only).
@@ -389,8 +388,8 @@ extern "C" fn event_trampoline(h: *mut bindings::ib_event_handler, ev: *mut bind
     // SAFETY: `ib_event_msg` returns a static string; the device is registered.
     let (name, device) = unsafe {
         (
-            CStr::from_char_ptr(bindings::ib_event_msg(event)),
-            CStr::from_char_ptr(bindings::iser_rs_ib_device_name(dev)),
+            c_text(bindings::ib_event_msg(event)),
+            c_text(bindings::iser_rs_ib_device_name(dev)),
         )
     };
     f(&AsyncEvent {
@@ -429,13 +428,13 @@ pub(crate) struct CmEvent<'a> {
     /// Raw event number.
     pub(crate) raw: u32,
     /// Event name (`rdma_event_msg`).
-    pub(crate) name: &'a CStr,
+    pub(crate) name: &'a str,
     /// Event status.
     pub(crate) status: i32,
     /// Connection private data (ESTABLISHED, REJECTED), if any.
     pub(crate) private_data: Option<&'a [u8]>,
     /// Reject reason string (REJECTED).
-    pub(crate) reject_msg: Option<&'a CStr>,
+    pub(crate) reject_msg: Option<&'a str>,
 }
 
 /// The owner of an RDMA CM id: receives its events (process context, may sleep).
@@ -492,7 +491,7 @@ impl<T: CmHandler> CmId<T> {
                 self.ptr.as_ptr(),
                 core::ptr::null_mut(),
                 (&raw mut ss).cast(),
-                timeout_ms as _,
+                timeout_ms as kernel::ffi::c_ulong,
             )
         })
     }
@@ -500,7 +499,9 @@ impl<T: CmHandler> CmId<T> {
     /// Starts route resolution (ROUTE_RESOLVED or ROUTE_ERROR follows).
     pub(crate) fn resolve_route(&self, timeout_ms: u32) -> Result {
         // SAFETY: `ptr` is valid.
-        to_result(unsafe { bindings::rdma_resolve_route(self.ptr.as_ptr(), timeout_ms as _) })
+        to_result(unsafe {
+            bindings::rdma_resolve_route(self.ptr.as_ptr(), timeout_ms as kernel::ffi::c_ulong)
+        })
     }
 
     /// The device the id is bound to (after ADDR_RESOLVED).
@@ -626,11 +627,11 @@ impl<T: CmHandler> Drop for CmId<T> {
 }
 
 fn sockaddr_fill(ss: &mut bindings::__kernel_sockaddr_storage, dst: &SocketAddr) {
-    let p = (ss as *mut bindings::__kernel_sockaddr_storage).cast::<u8>();
+    let p = core::ptr::from_mut(ss).cast::<u8>();
     match dst {
         SocketAddr::V4(a) => {
             let sin = bindings::sockaddr_in {
-                sin_family: bindings::AF_INET as _,
+                sin_family: bindings::AF_INET as bindings::__kernel_sa_family_t,
                 sin_port: a.port().to_be(),
                 sin_addr: bindings::in_addr {
                     s_addr: u32::from_ne_bytes(a.ip().octets()),
@@ -642,7 +643,7 @@ fn sockaddr_fill(ss: &mut bindings::__kernel_sockaddr_storage, dst: &SocketAddr)
         }
         SocketAddr::V6(a) => {
             let sin6 = bindings::sockaddr_in6 {
-                sin6_family: bindings::AF_INET6 as _,
+                sin6_family: bindings::AF_INET6 as bindings::__kernel_sa_family_t,
                 sin6_port: a.port().to_be(),
                 sin6_flowinfo: a.flowinfo().to_be(),
                 sin6_addr: bindings::in6_addr {
@@ -704,10 +705,10 @@ extern "C" fn cm_trampoline<T: CmHandler>(
         _ => None,
     };
     // SAFETY: `rdma_event_msg` and `rdma_reject_msg` return static strings.
-    let name = unsafe { CStr::from_char_ptr(rdma_event_msg(raw)) };
+    let name = unsafe { c_text(rdma_event_msg(raw)) };
     let reject_msg = (kind == CmEventKind::Rejected)
         // SAFETY: As above; `id` is valid.
-        .then(|| unsafe { CStr::from_char_ptr(rdma_reject_msg(id, ev.status)) });
+        .then(|| unsafe { c_text(rdma_reject_msg(id, ev.status)) });
     let e = CmEvent {
         kind,
         raw,
@@ -791,7 +792,7 @@ extern "C" fn qp_event_trampoline(ev: *mut bindings::ib_event, _ctx: *mut c_void
     // SAFETY: The core passes a valid event; `ib_event_msg` returns a static string.
     let (event, name) = unsafe {
         let e = (*ev).event;
-        (e, CStr::from_char_ptr(bindings::ib_event_msg(e)))
+        (e, c_text(bindings::ib_event_msg(e)))
     };
     iser_err!("qp event {} ({})\n", name, event);
 }
@@ -822,9 +823,9 @@ pub(crate) struct Wc {
 
 impl Wc {
     /// Human-readable status.
-    pub(crate) fn status_msg(&self) -> &'static CStr {
+    pub(crate) fn status_msg(&self) -> &'static str {
         // SAFETY: `ib_wc_status_msg` returns a static string for any value.
-        unsafe { CStr::from_char_ptr(bindings::ib_wc_status_msg(self.status)) }
+        unsafe { c_text(bindings::ib_wc_status_msg(self.status)) }
     }
 }
 
@@ -858,6 +859,11 @@ pub(crate) struct CqeTable<H: CqHandler> {
     cqes: KVec<Opaque<bindings::ib_cqe>>,
     _h: core::marker::PhantomData<H>,
 }
+
+// Moving the table moves only the vector's pointer, never the `ib_cqe`s (heap), whose
+// addresses the posted work requests hold. (Without this, `Opaque` and a `!Unpin` `H` would
+// make the data path `!Unpin`, which the 7.x lock guards require for `DerefMut`.)
+impl<H: CqHandler> Unpin for CqeTable<H> {}
 
 // SAFETY: The entries are written once at creation and only read afterwards.
 unsafe impl<H: CqHandler> Send for CqeTable<H> {}
@@ -1202,4 +1208,25 @@ impl MappedSg {
 /// A sysfs output page handed to a `get_*_param` callback.
 pub(crate) struct SysfsBuf {
     pub(super) ptr: *mut kernel::ffi::c_char,
+}
+
+/// A C string from the kernel, as text for log messages (non-UTF-8 shows as `?`). From 6.17
+/// the kernel's `CStr` is `core::ffi::CStr`, which has no `Display`: callers get `&str`.
+///
+/// # Safety
+///
+/// `p` is a NUL-terminated string that lives for `'a`.
+unsafe fn c_text<'a>(p: *const kernel::ffi::c_char) -> &'a str {
+    // SAFETY: Per the function's contract.
+    unsafe { CStr::from_char_ptr(p) }.to_str().unwrap_or("?")
+}
+
+/// A flag constant as `u64` (its C enum's Rust type differs between kernels).
+fn wide(v: impl TryInto<u64>) -> u64 {
+    v.try_into().unwrap_or(0)
+}
+
+/// A device limit as `u32`, negative values as 0 (`int` up to 6.x, `u32` in 7.x).
+fn nonneg(v: impl TryInto<u32>) -> u32 {
+    v.try_into().unwrap_or(0)
 }

@@ -34,7 +34,7 @@ impl OwnedQueue {
     pub(crate) fn new(name: &'static CStr) -> Result<Self> {
         // SAFETY: `"%s"` with one C string argument; `name` outlives the queue (static).
         let p = unsafe {
-            kernel::bindings::alloc_workqueue(
+            super::compat::alloc_workqueue(
                 kernel::c_str!("%s").as_char_ptr(),
                 WQ_MEM_RECLAIM,
                 0,
