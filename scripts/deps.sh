@@ -23,6 +23,8 @@ PKGS=(
   fio sg3-utils iproute2 util-linux procps
   # make check: the DKMS install test (scripts/dkms-test.sh)
   dkms
+  # make check: Documentation/ validated with docutils
+  python3-docutils
   # kernel source (primary test kernel)
   linux-source-6.12
   # the 7.x kernels need LLVM >= 17: Debian 12's clang-19 (KVER=7.3)

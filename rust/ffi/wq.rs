@@ -12,8 +12,10 @@ use kernel::prelude::*;
 use kernel::workqueue::Queue;
 
 /// `WQ_MEM_RECLAIM`: connection recovery sits on the writeback path, so the queue keeps a
-/// rescuer thread and makes progress under memory pressure.
-const WQ_MEM_RECLAIM: u32 = 1 << 3;
+/// rescuer thread and makes progress under memory pressure. `WQ_UNBOUND`: the work has no
+/// CPU affinity to keep (and 7.x warns about a queue that says neither unbound nor per-CPU).
+const WQ_FLAGS: u32 =
+    kernel::bindings::wq_flags_WQ_MEM_RECLAIM | kernel::bindings::wq_flags_WQ_UNBOUND;
 
 /// An allocated workqueue, destroyed (after draining) on drop.
 ///
@@ -36,7 +38,7 @@ impl OwnedQueue {
         let p = unsafe {
             super::compat::alloc_workqueue(
                 kernel::c_str!("%s").as_char_ptr(),
-                WQ_MEM_RECLAIM,
+                WQ_FLAGS,
                 0,
                 name.as_char_ptr(),
             )
