@@ -38,7 +38,8 @@ ns() {
     set -e
     mount --bind "$1/src" /usr/src
     mkdir -p /var/lib/dkms && mount --bind "$1/dkms" /var/lib/dkms
-    mount --bind "$1/modules" /lib/modules
+    # (a container may have no /lib/modules at all: an empty one is created, nothing else)
+    mkdir -p /lib/modules && mount --bind "$1/modules" /lib/modules
     shift; "$@"' _ "$st" "$@"
 }
 say "dkms add/build/install for $krel (source $top)"
