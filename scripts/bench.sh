@@ -8,20 +8,21 @@
 # Environment: BENCH_RUNTIME (s, default 8), BENCH_RAMP (2), BENCH_REPS (3),
 # BENCH_CONTENDERS ("rs c tcp nvme"), BENCH_CPUS (guest vCPUs, default 2).
 # BENCH_PROFILE=<job> (e.g. rand4k_qd32_j1): no benchmark; a system-wide `perf record` of that
-# job per contender and round, reports in results/bench-*/profile-<contender>-<round>.txt.
+# job per contender and round, reports in results/bench-*/profile-<contender>-<round>.txt;
+# BENCH_PERF_ARGS=-g adds call graphs (and profile-*.locks.txt: callers of contended spinlocks).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 res=$top/results/bench-$(date +%Y%m%d-%H%M%S)${BENCH_CPUS:+-cpus$BENCH_CPUS}
 mkdir -p "$res"
 env_vars="ISER_RESULTS=$res"
-for v in BENCH_RUNTIME BENCH_RAMP BENCH_REPS BENCH_PROFILE; do
+for v in BENCH_RUNTIME BENCH_RAMP BENCH_REPS BENCH_PROFILE BENCH_PERF_ARGS; do
   [ -n "${!v:-}" ] && env_vars="$env_vars $v=${!v}"
 done
 [ -n "${BENCH_CONTENDERS:-}" ] && env_vars="$env_vars BENCH_CONTENDERS=${BENCH_CONTENDERS// /,}"
 VM_ENV="$env_vars" "$top/scripts/vm-run" --kernel perf --cpus "${BENCH_CPUS:-2}" -- "$top/tests/vm/bench.sh" | tee "$res/bench.log"
 if [ -n "${BENCH_PROFILE:-}" ]; then
   for f in "$res"/profile-*.txt; do
-    case $f in *.dso.txt) continue ;; esac
+    case $f in *.dso.txt|*.locks.txt) continue ;; esac
     echo "== $(basename "$f")"; grep -E '^ +[0-9]' "$f" | head -n 25
   done
   exit 0

@@ -157,11 +157,14 @@ for r in $(seq "$REPS"); do
         # Profile mode (not a benchmark): a system-wide cpu-clock profile of the job only.
         [ "$job" = "$BENCH_PROFILE" ] || continue
         # shellcheck disable=SC2086
-        perf record -q -a -e cpu-clock -F 999 -o "/tmp/perf-$c.data" -- \
+        perf record -q -a -e cpu-clock -F 999 ${BENCH_PERF_ARGS//,/ } -o "/tmp/perf-$c.data" -- \
           fio --name="$job" --filename="/dev/$dev" --direct=1 --ioengine=libaio --time_based \
           --runtime="$RUNTIME" --group_reporting --eta=never $args >"$ISER_RESULTS/profile-$c-$r.fio" 2>&1
-        perf report -i "/tmp/perf-$c.data" --stdio --no-children --sort sym --percent-limit 0.3 \
+        perf report -i "/tmp/perf-$c.data" --stdio --no-children --sort sym --percent-limit 0.05 -g none \
           >"$ISER_RESULTS/profile-$c-$r.txt" 2>/dev/null
+        # With BENCH_PERF_ARGS=-g: who takes contended spinlocks.
+        perf report -i "/tmp/perf-$c.data" --stdio --no-children --sort sym -G \
+          --symbol-filter=queued_spin_lock_slowpath >"$ISER_RESULTS/profile-$c-$r.locks.txt" 2>/dev/null
         perf report -i "/tmp/perf-$c.data" --stdio --no-children --sort dso \
           >"$ISER_RESULTS/profile-$c-$r.dso.txt" 2>/dev/null
         echo "profile: $c $job -> profile-$c-$r.txt ($(grep -o 'IOPS=[^,]*' "$ISER_RESULTS/profile-$c-$r.fio"))"
