@@ -71,9 +71,9 @@ impl<T: Show> Root<T> {
             release: Some(bindings::single_release),
             ..Default::default()
         };
+        let root = core::ptr::null_mut();
         // SAFETY: `name` is a NUL-terminated static string; NULL parent is the debugfs root.
-        let dir =
-            unsafe { bindings::debugfs_create_dir(name.as_char_ptr(), core::ptr::null_mut()) };
+        let dir = unsafe { bindings::debugfs_create_dir(name.as_char_ptr(), root) };
         Root {
             dir,
             fops,
