@@ -18,6 +18,9 @@ load_initiator "${ISER_IMPL:-rs}" || fail "load"
 iscsiadm -m discovery -t st -p "$IP:$PORT" -I iser >/dev/null || fail "discovery"
 chap() {
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.auth.authmethod -v CHAP &&
+  # SHA-256 first: open-iscsi offers only MD5 by default, and the 7.3 test kernel has no
+  # CONFIG_CRYPTO_MD5 (LIO: "Unsupported CHAP_A value").
+  iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.auth.chap_algs -v SHA256,MD5 &&
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.auth.username -v "$1" &&
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.auth.password -v "$2" &&
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n 'node.conn[0].timeo.login_timeout' -v 10
