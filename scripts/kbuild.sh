@@ -21,6 +21,17 @@ fi
 rust_tree "$KDIR" || { echo "[kbuild] $KDIR is not a built Rust-enabled kernel tree" >&2; exit 1; }
 
 [ "${1:-}" = kdir ] && { echo "$KDIR"; exit 0; }
+# DKMS appends CC=clang LD=ld.lld when the kernel was built with clang: plain `clang` is
+# clang 14 here, not the clang-19 a 7.x tree was built with. LLVM= below picks the tree's
+# own toolchain, so such overrides are dropped.
+args=()
+for a in "$@"; do
+  case "$a" in
+    CC=*|LD=*|HOSTCC=*|HOSTLD=*) echo "[kbuild] ignoring $a (LLVM= selects the tree's toolchain)" >&2 ;;
+    *) args+=("$a") ;;
+  esac
+done
+set -- "${args[@]}"
 # The LLVM= the tree was built with (scripts/kernel.sh records it: -19 for the 7.x kernels).
 LLVM=$(cat "$KDIR/.iser-llvm" 2>/dev/null || echo 1)
 # bindgen loads the libclang of the same LLVM (clang-sys would pick the newest installed).
