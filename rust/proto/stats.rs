@@ -11,8 +11,9 @@ use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Number of latency buckets: `[0, 1)` us, then `[2^(i-1), 2^i)` us for `i` in
-/// `1..LAT_BUCKETS - 1`, and the last one open-ended (>= 2^20 us, about a second).
-pub(crate) const LAT_BUCKETS: usize = 22;
+/// `1..LAT_BUCKETS - 1`, and the last one open-ended (>= 2^24 us, about 17 s: commands
+/// queued behind a slow target or a recovery, which a debug VM reaches in seconds).
+pub(crate) const LAT_BUCKETS: usize = 26;
 
 macro_rules! counters {
     ($( $(#[doc = $doc:literal])* $name:ident, )*) => {
