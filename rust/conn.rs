@@ -918,6 +918,9 @@ impl IserConn {
         let mut header = hdr::Header::default();
         let mut reg = None;
         let mut imm_sge = None;
+        // (data length, immediate bytes), counted once the command went out: a command that
+        // returns a `Requeue` error here is sent again by libiscsi.
+        let mut counts = (0u32, 0u32);
         if dir != DataDir::None {
             let data = task.scsi_data().ok_or(EINVAL)?;
             if !data.prot_normal {
@@ -934,18 +937,7 @@ impl IserConn {
             };
             let imm = task.imm_count();
             let all_imm = dir == DataDir::Write && data.len == imm;
-            let c = &b.st.s.c;
-            match dir {
-                DataDir::Read => {
-                    Stats::inc(&c.cmds_read);
-                    Stats::add(&c.bytes_read, data.len.into());
-                }
-                _ => {
-                    Stats::inc(&c.cmds_write);
-                    Stats::add(&c.bytes_write, data.len.into());
-                    Stats::add(&c.bytes_immediate, imm.into());
-                }
-            }
+            counts = (data.len, imm);
             let (res, fr, inval) = b.register(sg, all_imm)?;
             let rkey = match fr {
                 Some(i) => b.fr[i].mr.rkey(),
@@ -977,9 +969,6 @@ impl IserConn {
                 }
             }
         }
-        if dir == DataDir::None {
-            Stats::inc(&b.st.s.c.cmds_nodata);
-        }
         task.hdrs_mut()[..hdr::LEN].copy_from_slice(&header.encode());
         if let Some(s) = b.slots.get_mut(idx) {
             s.t0 = time::clock_ns();
@@ -992,6 +981,20 @@ impl IserConn {
                 err: e,
                 sent: false,
             });
+        }
+        let c = &b.st.s.c;
+        let (len, imm) = counts;
+        match dir {
+            DataDir::None => Stats::inc(&c.cmds_nodata),
+            DataDir::Read => {
+                Stats::inc(&c.cmds_read);
+                Stats::add(&c.bytes_read, len.into());
+            }
+            _ => {
+                Stats::inc(&c.cmds_write);
+                Stats::add(&c.bytes_write, len.into());
+                Stats::add(&c.bytes_immediate, imm.into());
+            }
         }
         Ok(())
     }
@@ -1109,7 +1112,6 @@ impl IserConn {
             }
             return;
         }
-        Stats::inc(&st.s.c.pdus_rx);
         b.login_rsp.sync_for_cpu(0, sizing::RX_LOGIN_SIZE);
         let buf = b.login_rsp.bytes();
         let r = match rx::parse(buf, wc.byte_len as usize, sizing::LOGIN_DATA_LEN, b.n) {
@@ -1120,6 +1122,7 @@ impl IserConn {
                 return;
             }
         };
+        Stats::inc(&st.s.c.pdus_rx);
         // Login and text responses are rare and up to 8 KiB: copied out with an atomic
         // allocation rather than a per-connection buffer that would need its own lock.
         let mut copy = KVec::new();
