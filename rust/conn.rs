@@ -33,7 +33,7 @@ use crate::ffi::rdma::{
 };
 use crate::ffi::{bh, errno, params, time};
 use crate::proto::stats::Stats;
-use crate::proto::{bhs, cm, hdr, rx, sizing, task as ptask};
+use crate::proto::{bhs, cm, hdr, rx, sizing, sq, task as ptask};
 use core::fmt::{self, Write};
 use core::net::SocketAddr;
 use kernel::prelude::*;
@@ -161,10 +161,14 @@ impl FreeList {
 /// Regions of the CQE table.
 #[derive(Clone, Copy, Debug)]
 enum Cqe {
+    /// A SEND its task waits for ([`sq::Signal::Track`]).
     Send(usize),
     Rx(usize),
     LoginRx,
     Reg,
+    /// A SEND nobody waits for: success only reclaims send-queue slots; errors and flushes
+    /// of unsignalled SENDs arrive here too.
+    Quiet,
     DataOut(usize),
 }
 
@@ -182,6 +186,10 @@ struct Bound {
     fr_free: FreeList,
     dataout: DmaBuf,
     dataout_free: FreeList,
+    /// Task slot of each Data-Out descriptor in flight (its response waits for it).
+    dataout_owner: KVec<usize>,
+    /// Send-queue signalling state.
+    signals: sq::Signals,
     lkey: u32,
     global_rkey: Option<u32>,
     remote_inv: bool,
@@ -199,7 +207,8 @@ impl Bound {
             Cqe::Rx(i) => n + i,
             Cqe::LoginRx => 2 * n,
             Cqe::Reg => 2 * n + 1,
-            Cqe::DataOut(i) => 2 * n + 2 + i,
+            Cqe::Quiet => 2 * n + 2,
+            Cqe::DataOut(i) => 2 * n + 3 + i,
         })
     }
 
@@ -214,8 +223,10 @@ impl Bound {
             Cqe::LoginRx
         } else if i == 2 * n + 1 {
             Cqe::Reg
+        } else if i == 2 * n + 2 {
+            Cqe::Quiet
         } else {
-            Cqe::DataOut(i - 2 * n - 2)
+            Cqe::DataOut(i - 2 * n - 3)
         })
     }
 
@@ -682,10 +693,14 @@ impl IserConn {
         }
         let fr_free = FreeList::new(nfr)?;
         let dataout_free = FreeList::new(DATAOUT_DESCS)?;
+        let mut dataout_owner = KVec::with_capacity(DATAOUT_DESCS, GFP_KERNEL)?;
+        for _ in 0..DATAOUT_DESCS {
+            dataout_owner.push(usize::MAX, GFP_KERNEL)?;
+        }
         Ok(Bound {
             iscsi,
             n,
-            cqes: CqeTable::new(2 * n + 2 + DATAOUT_DESCS)?,
+            cqes: CqeTable::new(2 * n + 3 + DATAOUT_DESCS)?,
             rx: DmaBuf::new(dev, n * sizing::RX_PAYLOAD, DmaDir::FromDevice)?,
             login_req: DmaBuf::new(dev, sizing::LOGIN_DATA_LEN, DmaDir::ToDevice)?,
             login_rsp: DmaBuf::new(dev, sizing::RX_LOGIN_SIZE, DmaDir::FromDevice)?,
@@ -695,6 +710,8 @@ impl IserConn {
             fr_free,
             dataout: DmaBuf::new(dev, DATAOUT_DESCS * sizing::HEADERS_LEN, DmaDir::ToDevice)?,
             dataout_free,
+            dataout_owner,
+            signals: sq::Signals::default(),
             lkey: d.pd.local_dma_lkey(),
             global_rkey: d.pd.global_rkey(),
             remote_inv,
@@ -735,16 +752,11 @@ impl IserConn {
         }
     }
 
-    /// `init_task` (atomic): maps the task's header area once per connection.
-    pub(crate) fn init_task(&self, task: &mut Task<'_>) -> Result {
-        self.with_dp(|_qp, b| {
-            let dev = b.dev;
-            let slot = b.slots.get_mut(task.index()).ok_or(EINVAL)?;
-            if slot.hdr.is_none() {
-                slot.hdr = Some(task.map_hdrs(dev)?);
-            }
-            Ok(())
-        })
+    /// `init_task` (atomic): nothing to do. The task's header area is mapped at its first
+    /// transmission, under the `dp` lock that `xmit_task` takes anyway (one lock round trip
+    /// per I/O instead of two).
+    pub(crate) fn init_task(&self, _task: &mut Task<'_>) -> Result {
+        Ok(())
     }
 
     /// `xmit_task` (atomic, under libiscsi's `frwd_lock`).
@@ -756,6 +768,15 @@ impl IserConn {
     /// recovery completes the task.
     pub(crate) fn xmit_task(this: ArcBorrow<'_, Self>, task: &mut Task<'_>) -> Result {
         let r = this.with_dp(|qp, b| {
+            // Map the task's header area once per connection (libiscsi keeps it for the
+            // session's life). A failure returns the task to libiscsi, which sends it later.
+            let dev = b.dev;
+            let slot = b.slots.get_mut(task.index()).ok_or(EINVAL)?;
+            if slot.hdr.is_none() {
+                slot.hdr = Some(task.map_hdrs(dev).inspect_err(|e| {
+                    iser_err!("mapping a task header failed: {:?}\n", e);
+                })?);
+            }
             Ok(if task.is_scsi() {
                 Self::send_command(qp, b, task).and_then(|()| {
                     Self::send_data_outs(qp, b, task)
@@ -793,9 +814,14 @@ impl IserConn {
         idx: usize,
         reg: Option<(usize, Option<u32>)>,
         data: Option<Sge>,
+        track: bool,
     ) -> Result {
         let lkey = b.lkey;
-        let cqe = b.cqe_of(Cqe::Send(idx));
+        let sig = b.signals.next(track);
+        let cqe = b.cqe_of(match sig {
+            sq::Signal::Track => Cqe::Send(idx),
+            _ => Cqe::Quiet,
+        });
         let reg_cqe = b.cqe_of(Cqe::Reg);
         let slot = b.slots.get(idx).ok_or(EINVAL)?;
         let h = slot.hdr.as_ref().ok_or(EINVAL)?;
@@ -819,12 +845,19 @@ impl IserConn {
             invalidate: inval,
             cqe: reg_cqe,
         });
-        if let Err(e) = qp.post_send(rr, cqe, &sges[..nsge], true) {
+        if let Err(e) = qp.post_send(rr, cqe, &sges[..nsge], sig.signaled()) {
             Stats::inc(&b.st.s.c.err_post);
             return Err(e);
         }
-        if let Some(s) = b.slots.get_mut(idx) {
-            s.sends_pending += 1;
+        b.signals.posted(sig);
+        match sig {
+            sq::Signal::Track => {
+                if let Some(s) = b.slots.get_mut(idx) {
+                    s.sends_pending += 1;
+                }
+            }
+            sq::Signal::Quiet => Stats::inc(&b.st.s.c.sends_unsignaled),
+            sq::Signal::Reclaim => {}
         }
         Ok(())
     }
@@ -887,7 +920,7 @@ impl IserConn {
             }
         }
         let reserved = bhs::itt(&bhs_bytes) == bhs::RESERVED_ITT;
-        Self::post_task_send(qp, b, idx, None, data).map_err(fatal)?;
+        Self::post_task_send(qp, b, idx, None, data, true).map_err(fatal)?;
         Stats::inc(&b.st.s.c.control_pdus);
         if reserved {
             if let Some(s) = b.slots.get_mut(idx) {
@@ -973,7 +1006,9 @@ impl IserConn {
         if let Some(s) = b.slots.get_mut(idx) {
             s.t0 = time::clock_ns();
         }
-        if let Err(e) = Self::post_task_send(qp, b, idx, reg, imm_sge) {
+        // Immediate data reads the SCSI buffer: the response waits for this completion.
+        let track = imm_sge.is_some();
+        if let Err(e) = Self::post_task_send(qp, b, idx, reg, imm_sge, track) {
             // The chain (invalidation, registration, SEND) may have been posted in part:
             // the MR's key state is unknown, so the connection (and with it the pool) goes.
             b.release_task(idx);
@@ -1048,6 +1083,13 @@ impl IserConn {
                 return Err(e);
             }
             task.advance_unsol(dlen);
+            b.signals.posted(sq::Signal::Track);
+            if let Some(o) = b.dataout_owner.get_mut(di) {
+                *o = idx;
+            }
+            if let Some(s) = b.slots.get_mut(idx) {
+                s.sends_pending += 1;
+            }
             Stats::inc(&b.st.s.c.dataout_pdus);
             Stats::add(&b.st.s.c.bytes_dataout, dlen.into());
         }
@@ -1265,14 +1307,24 @@ impl IserConn {
         }
     }
 
-    /// A completed SEND of task slot `i`.
-    fn on_send(st: &ConnStats, mut g: DpGuard<'_>, wc: &Wc, i: usize) {
+    /// A completed SEND (command, control PDU: `Cqe::Send(i)`) or Data-Out (`dataout`) that
+    /// task slot `i` waits for.
+    fn on_send(st: &ConnStats, mut g: DpGuard<'_>, wc: &Wc, i: usize, dataout: Option<usize>) {
         let Some(b) = g.bound.as_mut() else {
             return;
         };
         let iconn = b.iscsi;
         let mut deferred = None;
         let mut put = None;
+        let i = match dataout {
+            Some(di) => {
+                b.dataout_free.push(di);
+                b.dataout_owner
+                    .get_mut(di)
+                    .map_or(usize::MAX, |o| core::mem::replace(o, usize::MAX))
+            }
+            None => i,
+        };
         if let Some(s) = b.slots.get_mut(i) {
             s.sends_pending = s.sends_pending.saturating_sub(1);
             if s.sends_pending == 0 {
@@ -1283,7 +1335,15 @@ impl IserConn {
         }
         drop(g);
         if !wc.ok {
-            log_wc_error(st, "command/control", wc);
+            log_wc_error(
+                st,
+                if dataout.is_some() {
+                    "dataout"
+                } else {
+                    "command/control"
+                },
+                wc,
+            );
             if !wc.flushed {
                 fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
             }
@@ -1301,13 +1361,14 @@ impl CqHandler for IserConn {
     /// Every completion takes `dp` once: classify, update, copy out, unlock, then call
     /// libiscsi.
     fn complete(&self, wc: &Wc) {
-        let mut g = self.dp.lock();
+        let g = self.dp.lock();
         let Some(which) = g.bound.as_ref().and_then(|b| b.which(wc.cqe)) else {
             return;
         };
         let st = &*self.stats;
         match which {
-            Cqe::Send(i) => Self::on_send(st, g, wc, i),
+            Cqe::Send(i) => Self::on_send(st, g, wc, i, None),
+            Cqe::DataOut(di) => Self::on_send(st, g, wc, usize::MAX, Some(di)),
             Cqe::Rx(i) => Self::on_rx(st, g, wc, i),
             Cqe::LoginRx => Self::on_login_rx(st, g, wc),
             Cqe::Reg => {
@@ -1318,14 +1379,11 @@ impl CqHandler for IserConn {
                     fail(st, i, crate::ffi::iscsi::err::CONN_FAILED);
                 }
             }
-            Cqe::DataOut(di) => {
-                let i = g.bound.as_mut().map(|b| {
-                    b.dataout_free.push(di);
-                    b.iscsi
-                });
+            Cqe::Quiet => {
+                let i = g.bound.as_ref().map(|b| b.iscsi);
                 drop(g);
                 if !wc.ok {
-                    log_wc_error(st, "dataout", wc);
+                    log_wc_error(st, "command", wc);
                     if let (false, Some(i)) = (wc.flushed, i) {
                         fail(st, i, crate::ffi::iscsi::err::CONN_FAILED);
                     }

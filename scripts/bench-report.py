@@ -66,7 +66,7 @@ def main():
           % (data["kernel"], data["runtime"], data["ramp"], data["reps"],
              raw.get("ib_read_bw_mbps", "-"), raw.get("ib_read_bw_cfg", "-s 131072 -t 128 -q 2"),
              raw.get("ib_write_bw_mbps", "-"), raw.get("ib_write_bw_cfg", "-s 131072 -t 128 -q 2")),
-          ""] + lines
+          ""] + lines + per_io_table(res, contenders)
     open(md_path, "w").write("\n".join(md) + "\n")
 
     # SVG: one group of bars per (job, metric), normalised to the best contender.
@@ -93,6 +93,39 @@ def main():
            '<text x="10" y="20" font-size="14" font-family="sans-serif">iSER benchmark '
            '(bars normalised to the largest value per row)</text>'] + out + ["</svg>"]
     open(svg_path, "w").write("\n".join(svg) + "\n")
+
+
+def per_io_table(res, contenders):
+    """Per-I/O protocol behaviour of the 4k random-read job (medians over the runs): packets
+    on the rxe device (both ends of the loopback count), RDMA SENDs, and from our debugfs
+    statistics the SENDs posted without a completion and the responses held for one. The same
+    for every contender means the same wire protocol; differences are CPU, not packets."""
+    job = "rand4k_qd32_j1"
+    def per_io(c, key, src):
+        v = []
+        for k, r in res.items():
+            if k.split("|")[:2] != [c, job] or r["errors"] or src not in r:
+                continue
+            # Each 4k read is one command SEND and one response SEND on the device.
+            ios = r.get("rxe", {}).get("rdma_sends", 0) / 2
+            if ios:
+                v.append(r[src].get(key, 0) / ios)
+        return "-" if not v else "%.2f" % statistics.median(v)
+    rows = [("rxe packets sent", "rxe", "sent_pkts"),
+            ("rxe ACKs deferred", "rxe", "ack_deferred"),
+            ("unsignalled SENDs (ours)", "iser", "sends_unsignaled"),
+            ("responses held for a send completion (ours)", "iser", "rsp_before_send_done")]
+    if not any(("rxe" in r) for r in res.values()):
+        return []
+    out = ["", "Per I/O, %s (median):" % job, "",
+           "| per I/O | " + " | ".join(NAMES.get(c, c) for c in contenders) + " |",
+           "|" + "---|" * (len(contenders) + 1)]
+    for what, src, key in rows:
+        if src == "iser" and "rs" not in contenders:
+            continue
+        out.append("| %s | " % what + " | ".join(
+            per_io(c, key, src) if (src == "rxe" or c == "rs") else "-" for c in contenders) + " |")
+    return out
 
 
 if __name__ == "__main__":

@@ -17,5 +17,6 @@ pub(crate) mod hdr;
 pub(crate) mod param;
 pub(crate) mod rx;
 pub(crate) mod sizing;
+pub(crate) mod sq;
 pub(crate) mod stats;
 pub(crate) mod task;

@@ -55,11 +55,14 @@ counters! {
     bytes_dataout,
     /// Control PDUs sent (login, text, NOP-Out, task management, logout).
     control_pdus,
+    /// SENDs posted without asking for a completion (commands without immediate data).
+    sends_unsignaled,
     /// PDUs received (responses, NOP-In, async messages, login/text responses, ...).
     pdus_rx,
     /// SCSI responses received.
     scsi_rsp_rx,
-    /// Responses that arrived before their command's SEND completed (held until it did).
+    /// Responses that arrived before the tracked SENDs of their task (immediate data,
+    /// Data-Out, control PDUs) completed (held until they did).
     rsp_before_send_done,
     /// Buffers exposed through a fast registration (REG_MR).
     reg_fastreg,

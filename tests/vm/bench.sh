@@ -101,18 +101,51 @@ disconnect() {
 # iowait irq softirq ...).
 cpu_ticks() { awk '/^cpu /{print $4 + $8}' /proc/stat; }
 
+# rxe_counters FILE: the rxe device's hardware counters (packets, RNR and sequence errors,
+# retries; both ends of the loopback count) as "name value" lines.
+rxe_counters() {
+  local f
+  for f in /sys/class/infiniband/rxe0/ports/1/hw_counters/*; do
+    [ -r "$f" ] && echo "$(basename "$f") $(cat "$f")"
+  done >"$1"
+}
+# stats_snapshot FILE: our debugfs statistics (when our module is loaded), else nothing.
+stats_snapshot() {
+  local f
+  : >"$1"
+  for f in /sys/kernel/debug/iser/connection*/stats; do
+    [ -r "$f" ] && cat "$f" >>"$1"
+  done
+}
+
 # run_job NAME DEV FIO_ARGS...: one repetition; prints a JSON object.
 run_job() {
   local name=$1 dev=$2 t0 t1 out; shift 2
   out=/tmp/fio-$name.json
+  rxe_counters /tmp/rxe0.before; stats_snapshot /tmp/stats.before
   t0=$(cpu_ticks)
   fio --name="$name" --filename="/dev/$dev" --direct=1 --ioengine=libaio --time_based \
     --runtime="$RUNTIME" --ramp_time="$RAMP" --group_reporting --eta=never \
     --output-format=json --output="$out" "$@" >/dev/null 2>&1 || return 1
   t1=$(cpu_ticks)
-  python3 - "$out" $((t1 - t0)) "$(getconf CLK_TCK)" "$RUNTIME" "$RAMP" <<'PY'
+  rxe_counters /tmp/rxe0.after; stats_snapshot /tmp/stats.after
+  python3 - "$out" $((t1 - t0)) "$(getconf CLK_TCK)" "$RUNTIME" "$RAMP" /tmp/rxe0.before /tmp/rxe0.after \
+    /tmp/stats.before /tmp/stats.after <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
+def kv(path):
+    d = {}
+    for line in open(path):
+        f = line.replace("=", " ").split()
+        if len(f) == 2 and f[1].isdigit():
+            d[f[0]] = int(f[1])
+    return d
+def delta(a, b):
+    a, b = kv(a), kv(b)
+    # Means and percentiles are not additive: only counters.
+    return {k: b[k] - a.get(k, 0) for k in sorted(b)
+            if b[k] != a.get(k, 0) and k not in ("latency_mean_us",)
+            and not k.endswith("_us_below")}
 ticks, hz = int(sys.argv[2]), int(sys.argv[3])
 # fio's I/O counts exclude the ramp, the CPU ticks do not: keep the measured window's share.
 ticks = ticks * float(sys.argv[4]) / (float(sys.argv[4]) + float(sys.argv[5]))
@@ -125,6 +158,9 @@ print(json.dumps({
     "p50_us": p.get("50.000000", 0) / 1000, "p99_us": p.get("99.000000", 0) / 1000,
     "cpu_us_per_io": (ticks / hz * 1e6) / max(ios, 1),
     "errors": j["error"],
+    # Deltas over the whole job (ramp included): per-I/O protocol behaviour, not speed.
+    "rxe": delta(sys.argv[6], sys.argv[7]),
+    "iser": delta(sys.argv[8], sys.argv[9]),
 }))
 PY
 }

@@ -21,6 +21,8 @@ mod rx_tests;
 #[cfg(test)]
 mod sizing_tests;
 #[cfg(test)]
+mod sq_tests;
+#[cfg(test)]
 mod stats_tests;
 #[cfg(test)]
 mod task_tests;

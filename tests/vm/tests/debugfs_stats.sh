@@ -60,6 +60,13 @@ cmds = d["cmds_read"] + d["cmds_write"] + d["cmds_nodata"]
 eq("scsi_rsp_rx vs commands", d["scsi_rsp_rx"], cmds)
 eq("latency samples vs commands", d["latency_count"], cmds)
 eq("registrations vs data commands", d["reg_fastreg"] + d["reg_dma_key"], d["cmds_read"] + d["cmds_write"])
+# Selective signalling: a command SEND without immediate data (reads, no-data commands; every
+# write carries immediate data here) asks for no completion, except every 16th of a run, which
+# reclaims send-queue slots (rust/proto/sq.rs).
+untracked = d["cmds_read"] + d["cmds_nodata"]
+uns = d.get("sends_unsignaled", 0)
+if not (untracked - (untracked + 15) // 16 <= uns <= untracked):
+    bad.append(f"sends_unsignaled {uns} for {untracked} commands without immediate data")
 if d["pdus_rx"] < d["scsi_rsp_rx"]:
     bad.append("pdus_rx < scsi_rsp_rx")
 if d["bytes_immediate"] + d["bytes_dataout"] > d["bytes_write"]:

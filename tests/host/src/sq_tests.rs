@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+
+use crate::proto::sq::{Signal, Signals, MAX_UNSIGNALED};
+
+#[test]
+fn tracked_sends_are_always_signaled() {
+    let mut s = Signals::default();
+    for _ in 0..3 * MAX_UNSIGNALED {
+        let sig = s.next(true);
+        assert_eq!(sig, Signal::Track);
+        assert!(sig.signaled());
+        s.posted(sig);
+        assert_eq!(s.unsignaled(), 0);
+    }
+}
+
+#[test]
+fn untracked_run_never_exceeds_the_limit() {
+    let mut s = Signals::default();
+    let mut run = 0u32;
+    let mut reclaims = 0;
+    for _ in 0..10 * MAX_UNSIGNALED {
+        let sig = s.next(false);
+        assert_ne!(sig, Signal::Track);
+        s.posted(sig);
+        if sig.signaled() {
+            reclaims += 1;
+            // Every MAX_UNSIGNALED-th SEND asks for a completion.
+            assert_eq!(run, MAX_UNSIGNALED - 1);
+            run = 0;
+        } else {
+            run += 1;
+        }
+        assert!(run < MAX_UNSIGNALED);
+        assert_eq!(s.unsignaled(), run);
+    }
+    assert_eq!(reclaims, 10);
+}
+
+#[test]
+fn any_signaled_send_restarts_the_run() {
+    let mut s = Signals::default();
+    for _ in 0..MAX_UNSIGNALED - 2 {
+        let sig = s.next(false);
+        s.posted(sig);
+    }
+    assert_eq!(s.unsignaled(), MAX_UNSIGNALED - 2);
+    s.posted(s.next(true));
+    assert_eq!(s.unsignaled(), 0);
+    assert_eq!(s.next(false), Signal::Quiet);
+}
+
+#[test]
+fn a_failed_post_changes_nothing() {
+    // The caller calls `posted` only after a successful post: deciding alone is pure.
+    let s = Signals::default();
+    for _ in 0..4 * MAX_UNSIGNALED {
+        assert_eq!(s.next(false), Signal::Quiet);
+    }
+}
