@@ -175,7 +175,12 @@ enum Cqe {
 /// Per-connection resources allocated at bind, sized by the session.
 struct Bound {
     iscsi: IscsiConn,
+    /// Task slots (the session's task pool).
     n: usize,
+    /// Receive ring buffers: `n + RX_BATCH`.
+    nrx: usize,
+    /// Consumed ring buffers not yet reposted.
+    rx_batch: sq::RxBatch,
     cqes: CqeTable<IserConn>,
     rx: DmaBuf,
     login_req: DmaBuf,
@@ -199,35 +204,63 @@ struct Bound {
     st: Arc<ConnStats>,
 }
 
+/// Entries of the CQE table: `n` task slots, `nrx` receive buffers, then the fixed entries
+/// and the Data-Out descriptors.
+fn cqe_table_len(n: usize, nrx: usize) -> usize {
+    n + nrx + 3 + DATAOUT_DESCS
+}
+
 impl Bound {
     fn cqe_of(&self, c: Cqe) -> crate::ffi::rdma::CqeRef {
-        let n = self.n;
+        let (n, r) = (self.n, self.n + self.nrx);
         self.cqes.get(match c {
             Cqe::Send(i) => i,
             Cqe::Rx(i) => n + i,
-            Cqe::LoginRx => 2 * n,
-            Cqe::Reg => 2 * n + 1,
-            Cqe::Quiet => 2 * n + 2,
-            Cqe::DataOut(i) => 2 * n + 3 + i,
+            Cqe::LoginRx => r,
+            Cqe::Reg => r + 1,
+            Cqe::Quiet => r + 2,
+            Cqe::DataOut(i) => r + 3 + i,
         })
     }
 
     fn which(&self, addr: usize) -> Option<Cqe> {
         let i = self.cqes.index_of(addr)?;
-        let n = self.n;
+        let (n, r) = (self.n, self.n + self.nrx);
         Some(if i < n {
             Cqe::Send(i)
-        } else if i < 2 * n {
+        } else if i < r {
             Cqe::Rx(i - n)
-        } else if i == 2 * n {
+        } else if i == r {
             Cqe::LoginRx
-        } else if i == 2 * n + 1 {
+        } else if i == r + 1 {
             Cqe::Reg
-        } else if i == 2 * n + 2 {
+        } else if i == r + 2 {
             Cqe::Quiet
         } else {
-            Cqe::DataOut(i - 2 * n - 3)
+            Cqe::DataOut(i - r - 3)
         })
+    }
+
+    /// Gives consumed ring buffer `i` back to the target: held until [`sq::RX_BATCH`] are
+    /// consumed, then posted in one chain (the ring has that many spare buffers).
+    fn repost_rx(&mut self, qp: &Qp<IserConn>, i: usize) -> Result {
+        let Some(batch) = self.rx_batch.push(i) else {
+            return Ok(());
+        };
+        let mut wrs = [(self.cqe_of(Cqe::Rx(0)), Sge::default()); sq::RX_BATCH];
+        for (w, &j) in wrs.iter_mut().zip(batch.iter()) {
+            let off = j * sizing::RX_PAYLOAD;
+            self.rx.sync_for_device(off, sizing::RX_PAYLOAD);
+            *w = (
+                self.cqe_of(Cqe::Rx(j)),
+                Sge {
+                    addr: self.rx.dma(off),
+                    len: sizing::RX_PAYLOAD as u32,
+                    lkey: self.lkey,
+                },
+            );
+        }
+        qp.post_recv_many(&wrs)
     }
 
     fn post_rx(&self, qp: &Qp<IserConn>, i: usize) -> Result {
@@ -673,6 +706,7 @@ impl IserConn {
         st: Arc<ConnStats>,
     ) -> Result<Bound> {
         let n = (info.cmds_max as usize).max(1);
+        let nrx = n + sq::RX_BATCH;
         let dev = d.dev;
         let mut slots = KVVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
@@ -700,8 +734,10 @@ impl IserConn {
         Ok(Bound {
             iscsi,
             n,
-            cqes: CqeTable::new(2 * n + 3 + DATAOUT_DESCS)?,
-            rx: DmaBuf::new(dev, n * sizing::RX_PAYLOAD, DmaDir::FromDevice)?,
+            nrx,
+            rx_batch: sq::RxBatch::default(),
+            cqes: CqeTable::new(cqe_table_len(n, nrx))?,
+            rx: DmaBuf::new(dev, nrx * sizing::RX_PAYLOAD, DmaDir::FromDevice)?,
             login_req: DmaBuf::new(dev, sizing::LOGIN_DATA_LEN, DmaDir::ToDevice)?,
             login_rsp: DmaBuf::new(dev, sizing::RX_LOGIN_SIZE, DmaDir::FromDevice)?,
             ring_posted: false,
@@ -913,7 +949,7 @@ impl IserConn {
             // Pre-post the ring (all but slot 0, which follows the final login response)
             // once, before the request that may enter full feature phase (4.11).
             if to_ffp && !b.discovery && !b.ring_posted {
-                for i in 1..b.n {
+                for i in 1..b.nrx {
                     b.post_rx(qp, i).map_err(fatal)?;
                 }
                 b.ring_posted = true;
@@ -1221,10 +1257,10 @@ impl IserConn {
             }
             Err(_) => 0,
         };
-        // The copy is ours: give the buffer back to the target right away (4.11).
+        // The copy is ours: give the buffer back to the target (4.11), in batches.
         if let Some(qp) = &dp.qp {
-            if let Err(e) = b.post_rx(qp, i) {
-                iser_err!("reposting receive buffer {} failed: {:?}\n", i, e);
+            if let Err(e) = b.repost_rx(qp, i) {
+                iser_err!("reposting receive buffers (up to {}) failed: {:?}\n", i, e);
             }
         }
         let r = match r {

@@ -19,7 +19,12 @@ for v in BENCH_RUNTIME BENCH_RAMP BENCH_REPS BENCH_PROFILE BENCH_PERF_ARGS; do
   [ -n "${!v:-}" ] && env_vars="$env_vars $v=${!v}"
 done
 [ -n "${BENCH_CONTENDERS:-}" ] && env_vars="$env_vars BENCH_CONTENDERS=${BENCH_CONTENDERS// /,}"
-VM_ENV="$env_vars" "$top/scripts/vm-run" --kernel perf --cpus "${BENCH_CPUS:-2}" -- "$top/tests/vm/bench.sh" | tee "$res/bench.log"
+# The guest's time limit grows with the work: per contender and round, six jobs of
+# runtime + ramp plus ~40 s to log in and out, with 50% headroom, plus boot and the raw limit.
+read -ra cs <<<"${BENCH_CONTENDERS:-rs c tcp nvme}"
+limit=$(( 900 + ${BENCH_REPS:-3} * ${#cs[@]} * (6 * (${BENCH_RUNTIME:-8} + ${BENCH_RAMP:-2}) + 40) * 3 / 2 ))
+VM_ENV="$env_vars" "$top/scripts/vm-run" --kernel perf --cpus "${BENCH_CPUS:-2}" --timeout "$limit" \
+  -- "$top/tests/vm/bench.sh" | tee "$res/bench.log"
 if [ -n "${BENCH_PROFILE:-}" ]; then
   for f in "$res"/profile-*.txt; do
     case $f in *.dso.txt|*.locks.txt) continue ;; esac

@@ -27,6 +27,8 @@ const MR_ACCESS: c_int = (bindings::ib_access_flags_IB_ACCESS_LOCAL_WRITE
 
 /// Registration page size (`SZ_4K`, iser-spec.md 5.3).
 pub(crate) const REG_PAGE_SIZE: u32 = 4096;
+/// Longest receive chain [`Qp::post_recv_many`] takes.
+pub(crate) const MAX_RECV_CHAIN: usize = 16;
 
 /// Converts an `ERR_PTR`-or-valid pointer into a `Result`.
 fn from_err_ptr<T>(ptr: *mut T) -> Result<NonNull<T>> {
@@ -971,6 +973,31 @@ impl<H: CqHandler> Qp<H> {
         // mapped until the QP is drained.
         to_result(unsafe {
             bindings::ib_post_recv(self.qp.as_ptr(), &raw const wr, core::ptr::null_mut())
+        })
+    }
+
+    /// Posts up to [`MAX_RECV_CHAIN`] receive work requests in one chain (one provider call).
+    pub(crate) fn post_recv_many(&self, wrs: &[(CqeRef, Sge)]) -> Result {
+        let mut sg = [bindings::ib_sge::default(); MAX_RECV_CHAIN];
+        let mut wr = [bindings::ib_recv_wr::default(); MAX_RECV_CHAIN];
+        let n = wrs.len();
+        if n == 0 || n > MAX_RECV_CHAIN {
+            return Err(EINVAL);
+        }
+        for (i, (c, g)) in wrs.iter().enumerate() {
+            sg[i] = g.raw();
+            wr[i].sg_list = &raw mut sg[i];
+            wr[i].num_sge = 1;
+            wr[i].__bindgen_anon_1.wr_cqe = c.0;
+        }
+        for i in 1..n {
+            wr[i - 1].next = &raw mut wr[i];
+        }
+        // SAFETY: As in `post_recv`: the chain and its SGEs live on this stack frame for the
+        // call (providers copy them), `wr[n - 1].next` is null, and every buffer is the
+        // caller's DMA-mapped memory that stays mapped until the QP is drained.
+        to_result(unsafe {
+            bindings::ib_post_recv(self.qp.as_ptr(), &raw const wr[0], core::ptr::null_mut())
         })
     }
 

@@ -18,6 +18,10 @@ pub(crate) const LOGIN_DATA_LEN: usize = 8192;
 pub(crate) const RX_LOGIN_SIZE: usize = HEADERS_LEN + LOGIN_DATA_LEN;
 /// Receive queue depth before the drain slot (`ISER_QP_MAX_RECV_DTOS`).
 pub(crate) const MAX_RECV_DTOS: u32 = 512;
+/// Consumed receive buffers reposted together in one chain (`super::sq::RxBatch`); the ring
+/// has this many buffers more than the session has tasks, so the batch held back never
+/// leaves a response without a posted buffer.
+pub(crate) const RX_BATCH: usize = 8;
 /// Commands per connection at most (`ISER_DEF_XMIT_CMDS_MAX`).
 pub(crate) const MAX_XMIT_CMDS: u32 = 512;
 /// Unsolicited Data-Out PDUs assumed in flight per command (`ISER_INFLIGHT_DATAOUTS`).
@@ -106,8 +110,8 @@ pub(crate) fn connection(max_sectors: u32, dev: DevLimits) -> Result<Sizing, Err
         sg_tablesize,
         pages_per_mr: sg_tablesize + reserved,
         max_send_wr,
-        max_recv_wr: MAX_RECV_DTOS + 1,
-        nr_cqe: max_send_wr + MAX_RECV_DTOS,
+        max_recv_wr: MAX_RECV_DTOS + RX_BATCH as u32 + 1,
+        nr_cqe: max_send_wr + MAX_RECV_DTOS + RX_BATCH as u32,
         max_cmds: max_cmds.min(MAX_XMIT_CMDS),
     })
 }

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 
-//! Which SENDs ask for a work completion (Documentation/design.rst, "Selective signalling").
+//! Work-request economy of the data path (Documentation/design.rst, "Data path rules"):
+//! which SENDs ask for a work completion, and receive buffers reposted in batches.
+//!
+//! # Selective signalling
 //!
 //! The C driver signals every SEND. A completion is needed only
 //!
@@ -19,6 +22,8 @@
 //! (RC delivers in order), a retransmission after that re-reads the header slot (still
 //! mapped) and the target discards it as a duplicate. Such a SEND (every read command) needs
 //! no completion, which saves a completion queue entry, a poll and a lock per I/O.
+
+pub(crate) use super::sizing::RX_BATCH;
 
 /// Longest run of SENDs posted without a completion request.
 pub(crate) const MAX_UNSIGNALED: u32 = 16;
@@ -71,5 +76,47 @@ impl Signals {
     /// SENDs posted without a completion request since the last signalled one.
     pub(crate) fn unsignaled(&self) -> u32 {
         self.unsignaled
+    }
+}
+
+/// Consumed receive-ring buffers waiting to be reposted together.
+///
+/// The C driver reposts each buffer on its own (one `ib_post_recv`, and on soft-RoCE three
+/// lock round trips, per response). Here a buffer waits until [`RX_BATCH`] are consumed and
+/// they go back in one chain. The ring is `RX_BATCH` buffers larger than the session's task
+/// pool, so at most `RX_BATCH - 1` held back still leave one posted buffer per task.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RxBatch {
+    idx: [usize; RX_BATCH],
+    len: usize,
+}
+
+impl Default for RxBatch {
+    fn default() -> Self {
+        RxBatch {
+            idx: [0; RX_BATCH],
+            len: 0,
+        }
+    }
+}
+
+impl RxBatch {
+    /// Adds consumed buffer `i`; returns the full batch to post (and starts a new one).
+    pub(crate) fn push(&mut self, i: usize) -> Option<[usize; RX_BATCH]> {
+        if let Some(slot) = self.idx.get_mut(self.len) {
+            *slot = i;
+            self.len += 1;
+        }
+        if self.len == RX_BATCH {
+            self.len = 0;
+            Some(self.idx)
+        } else {
+            None
+        }
+    }
+
+    /// Buffers held back.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 }

@@ -108,6 +108,9 @@ rxe_counters() {
   for f in /sys/class/infiniband/rxe0/ports/1/hw_counters/*; do
     [ -r "$f" ] && echo "$(basename "$f") $(cat "$f")"
   done >"$1"
+  # Completion-queue polls (IB_POLL_SOFTIRQ CQs run in the IRQ_POLL softirq), all CPUs.
+  awk '$1 == "IRQ_POLL:" { s = 0; for (i = 2; i <= NF; i++) s += $i; print "softirq_irq_poll", s }' \
+    /proc/softirqs >>"$1"
 }
 # stats_snapshot FILE: our debugfs statistics (when our module is loaded), else nothing.
 stats_snapshot() {

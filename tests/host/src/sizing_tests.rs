@@ -22,8 +22,8 @@ fn default_max_sectors_on_a_large_device() {
     assert_eq!(s.sg_tablesize, 128);
     assert_eq!(s.pages_per_mr, 129);
     assert_eq!(s.max_send_wr, 4619);
-    assert_eq!(s.max_recv_wr, 513);
-    assert_eq!(s.nr_cqe, 4619 + 512);
+    assert_eq!(s.max_recv_wr, 513 + 8);
+    assert_eq!(s.nr_cqe, 4619 + 512 + 8);
     assert_eq!(s.max_cmds, 512);
     assert_eq!(host_max_sectors(1024, s.sg_tablesize), 1024);
 }

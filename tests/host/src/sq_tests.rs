@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 
-use crate::proto::sq::{Signal, Signals, MAX_UNSIGNALED};
+use crate::proto::sq::{RxBatch, Signal, Signals, MAX_UNSIGNALED, RX_BATCH};
 
 #[test]
 fn tracked_sends_are_always_signaled() {
@@ -57,4 +57,31 @@ fn a_failed_post_changes_nothing() {
     for _ in 0..4 * MAX_UNSIGNALED {
         assert_eq!(s.next(false), Signal::Quiet);
     }
+}
+
+#[test]
+fn rx_batch_returns_every_buffer_once_in_order() {
+    let mut b = RxBatch::default();
+    let mut posted = Vec::new();
+    for i in 0..10 * RX_BATCH + 3 {
+        if let Some(batch) = b.push(i) {
+            assert_eq!(b.len(), 0);
+            posted.extend_from_slice(&batch);
+        } else {
+            assert!(b.len() > 0 && b.len() < RX_BATCH);
+        }
+    }
+    assert_eq!(posted, (0..10 * RX_BATCH).collect::<Vec<_>>());
+    assert_eq!(b.len(), 3);
+}
+
+#[test]
+fn rx_batch_never_holds_a_full_batch() {
+    let mut b = RxBatch::default();
+    for i in 0..RX_BATCH - 1 {
+        assert!(b.push(i).is_none());
+    }
+    assert_eq!(b.len(), RX_BATCH - 1);
+    assert!(b.push(99).is_some());
+    assert_eq!(b.len(), 0);
 }
