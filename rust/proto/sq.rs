@@ -85,19 +85,10 @@ impl Signals {
 /// lock round trips, per response). Here a buffer waits until [`RX_BATCH`] are consumed and
 /// they go back in one chain. The ring is `RX_BATCH` buffers larger than the session's task
 /// pool, so at most `RX_BATCH - 1` held back still leave one posted buffer per task.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct RxBatch {
     idx: [usize; RX_BATCH],
     len: usize,
-}
-
-impl Default for RxBatch {
-    fn default() -> Self {
-        RxBatch {
-            idx: [0; RX_BATCH],
-            len: 0,
-        }
-    }
 }
 
 impl RxBatch {
