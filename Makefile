@@ -8,6 +8,8 @@
 #                   10 target restarts, 5 device removals, 5 iscsid restarts)
 #   make demo       boot the VM, soft-RoCE + LIO, log in over iSER, run a short fio
 #   make bench      benchmark against the C driver, iscsi_tcp, nvme-rdma (perf kernel)
+#   make bench-pair ours vs the C driver in two VMs at once, swapped halfway (host noise
+#                   cancels; BENCH_REPS rounds per half)
 #   make clippy     the module built under clippy (warnings are errors)
 #   make fuzz       libFuzzer on the rust/proto parsers, FUZZ_SECONDS (30) per target;
 #                   the long run is make fuzz FUZZ_SECONDS=600
@@ -27,7 +29,7 @@ SHELL := /bin/bash
 RUSTFMT ?= rustfmt
 RUST_SRCS = $(shell find rust tests/host/src tests/fuzz/src tests/fuzz/fuzz_targets -name '*.rs' ! -name '*generated*')
 
-.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long demo bench clean \
+.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long demo bench bench-pair clean \
 	install uninstall dkms-install dkms-uninstall
 
 all: modules
@@ -75,6 +77,10 @@ demo: deps
 # Ours vs the C ib_iser, iscsi_tcp, nvme-rdma and the raw soft-RoCE limit on the perf kernel.
 bench: deps
 	@scripts/bench.sh
+
+# Ours vs the C ib_iser at the same time in two VMs (scripts/bench.sh, BENCH_PAIR).
+bench-pair: deps
+	@BENCH_PAIR=1 scripts/bench.sh
 
 # Install paths (root): see scripts/install.sh and Documentation/admin-guide.rst.
 install: modules

@@ -83,6 +83,14 @@ def main():
              raw.get("ib_read_bw_mbps", "-"), raw.get("ib_read_bw_cfg", "-s 131072 -t 128 -q 2"),
              raw.get("ib_write_bw_mbps", "-"), raw.get("ib_write_bw_cfg", "-s 131072 -t 128 -q 2")),
           ""] + lines + per_io_table(res, contenders)
+    if data.get("pair"):
+        md[2] = ("Kernel %s, fio direct=1 libaio, %ss runtime after %ss ramp, %s rounds. Pair mode: "
+                 "two VMs at once (one per host core), each running one contender job by job in "
+                 "lockstep, swapped after half the rounds; 'ours/c paired' is the median over the "
+                 "rounds of the ratio of two runs that ran at the same time. Ratios: >1 means ours "
+                 "is better (for latency and CPU: theirs/ours). Absolute figures are for a fully "
+                 "loaded host; no raw limit in this mode."
+                 % (data["kernel"], data["runtime"], data["ramp"], data["reps"]))
     open(md_path, "w").write("\n".join(md) + "\n")
 
     # SVG: one group of bars per (job, metric), normalised to the best contender.

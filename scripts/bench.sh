@@ -10,15 +10,71 @@
 # BENCH_PROFILE=<job> (e.g. rand4k_qd32_j1): no benchmark; a system-wide `perf record` of that
 # job per contender and round, reports in results/bench-*/profile-<contender>-<round>.txt;
 # BENCH_PERF_ARGS=-g adds call graphs (and profile-*.locks.txt: callers of contended spinlocks).
+#
+# BENCH_PAIR=1 (make bench-pair): two VMs at once, one per host core, each running one of two
+# contenders (BENCH_CONTENDERS, default "rs c") job by job in lockstep, then swapped; a round's
+# ratio compares two runs that shared the same seconds of the host, so host noise cancels
+# instead of being averaged. Each VM has the usual guest (BENCH_CPUS vCPUs on one TCG thread);
+# the absolute figures are lower than in the single-VM bench (the host is fully loaded), the
+# ratios are the point. No tcp/nvme/raw limit in this mode.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-res=$top/results/bench-$(date +%Y%m%d-%H%M%S)${BENCH_CPUS:+-cpus$BENCH_CPUS}
+res=$top/results/bench-$(date +%Y%m%d-%H%M%S)${BENCH_CPUS:+-cpus$BENCH_CPUS}${BENCH_PAIR:+-pair}
 mkdir -p "$res"
 env_vars="ISER_RESULTS=$res"
 for v in BENCH_RUNTIME BENCH_RAMP BENCH_REPS BENCH_PROFILE BENCH_PERF_ARGS; do
   [ -n "${!v:-}" ] && env_vars="$env_vars $v=${!v}"
 done
 [ -n "${BENCH_CONTENDERS:-}" ] && env_vars="$env_vars BENCH_CONTENDERS=${BENCH_CONTENDERS// /,}"
+if [ "${BENCH_PAIR:-0}" = 1 ]; then
+  read -ra cs <<<"${BENCH_CONTENDERS:-rs c}"
+  [ ${#cs[@]} = 2 ] || { echo "bench: BENCH_PAIR needs two contenders, not '${cs[*]}'" >&2; exit 2; }
+  [ -z "${BENCH_PROFILE:-}" ] || { echo "bench: BENCH_PAIR and BENCH_PROFILE exclude each other" >&2; exit 2; }
+  # Build once here: the two VMs start with --no-build and each copies the module.
+  "$top/scripts/deps.sh" >&2
+  kdir=$("$top/scripts/kernel.sh" build perf | tail -n1)
+  KDIR=$kdir/linux "$top/scripts/kbuild.sh" modules >&2
+  limit=$(( 900 + ${BENCH_REPS:-3} * (6 * (${BENCH_RUNTIME:-8} + ${BENCH_RAMP:-2}) + 60) * 3 / 2 ))
+  for phase in 1 2; do
+    pids=()
+    for side in a b; do
+      # Phase 1: a runs the first contender, b the second; phase 2 swaps them.
+      if [ "$side" = a ]; then k=$(( phase - 1 )); else k=$(( 2 - phase )); fi
+      d=$res/p$phase-$side sync=$res/sync$phase
+      mkdir -p "$d" "$sync"
+      echo "bench: phase $phase: VM $side runs ${cs[k]} (log: $d.log)"
+      VM_ENV="$env_vars ISER_RESULTS=$d BENCH_CONTENDERS=${cs[k]} BENCH_SYNC=$sync BENCH_SIDE=$side" \
+        "$top/scripts/vm-run" --no-build --kernel perf --cpus "${BENCH_CPUS:-2}" --timeout "$limit" \
+        -- "$top/tests/vm/bench.sh" >"$d.log" 2>&1 &
+      pids+=($!)
+    done
+    rc=0
+    for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+    grep -h '^== round\|^bench:' "$res/p$phase-a.log" "$res/p$phase-b.log" || true
+    [ $rc = 0 ] || { echo "bench: phase $phase failed (rc $rc); see the logs above" >&2; exit 1; }
+  done
+  # One bench.json in the usual form: phase 2's rounds follow phase 1's, and round k of one
+  # contender ran at the same time as round k of the other.
+  python3 - "$res" "${BENCH_REPS:-3}" <<'PY'
+import json, sys
+res, reps = sys.argv[1], int(sys.argv[2])
+out = {"results": {}, "raw": {}}
+for phase in (1, 2):
+    for side in "ab":
+        j = json.load(open("%s/p%d-%s/bench.json" % (res, phase, side)))
+        for k, v in j["results"].items():
+            c, job, r = k.split("|")
+            out["results"]["%s|%s|%d" % (c, job, int(r) + (phase - 1) * reps)] = v
+        out.update(kernel=j["kernel"], runtime=j["runtime"], ramp=j["ramp"])
+out["reps"] = 2 * reps
+out["pair"] = True
+json.dump(out, open(res + "/bench.json", "w"), indent=1)
+PY
+  python3 "$top/scripts/bench-report.py" "$res/bench.json" "$res/bench.md" "$res/bench.svg"
+  cat "$res/bench.md"
+  echo "bench: $res/bench.md, $res/bench.svg"
+  exit 0
+fi
 # The guest's time limit grows with the work: per contender and round, six jobs of
 # runtime + ramp plus ~40 s to log in and out, with 50% headroom, plus boot and the raw limit.
 read -ra cs <<<"${BENCH_CONTENDERS:-rs c tcp nvme}"

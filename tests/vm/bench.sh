@@ -18,7 +18,27 @@ CONTENDERS=${BENCH_CONTENDERS:-rs c tcp nvme}
 CONTENDERS=${CONTENDERS//,/ }
 OUT=$ISER_RESULTS/bench.json
 NQN=nqn.2026-11.org.iser-rs:bench
-die() { echo "bench: $*" >&2; exit 1; }
+# Pair mode (scripts/bench.sh with BENCH_PAIR=1): this VM runs one contender while a second VM
+# runs another at the same time, so that the host's noise hits both at once. BENCH_SYNC is a
+# folder both VMs see (under the work tree: 9p without caching), BENCH_SIDE this VM's name (a
+# or b). Each job starts when both VMs have reached it; no raw limit in this mode.
+die() {
+  echo "bench: $*" >&2
+  [ -z "${BENCH_SYNC:-}" ] || : >"$BENCH_SYNC/$BENCH_SIDE.abort"
+  exit 1
+}
+barrier() {  # TAG: wait until the other VM reached TAG as well
+  [ -n "${BENCH_SYNC:-}" ] || return 0
+  local other=a i
+  [ "$BENCH_SIDE" = a ] && other=b
+  : >"$BENCH_SYNC/$BENCH_SIDE.$1"
+  for i in $(seq 6000); do
+    [ -e "$BENCH_SYNC/$other.$1" ] && return 0
+    [ -e "$BENCH_SYNC/$other.abort" ] && die "pair: the other VM gave up"
+    sleep 0.1
+  done
+  die "pair: the other VM did not reach $1 within 600 s"
+}
 
 rdma_up rxe || die "rxe"
 # Not memory backed: reads return zeroes, no memory used, the backing store costs ~nothing.
@@ -188,7 +208,12 @@ read -ra order <<<"$CONTENDERS"
 for r in $(seq "$REPS"); do
   for k in "${!order[@]}"; do
     c=${order[$(( (k + r - 1) % ${#order[@]} ))]}
-    dev=$(connect "$c") || { echo "bench: $c: connect failed" >&2; disconnect "$c"; continue; }
+    if ! dev=$(connect "$c"); then
+      disconnect "$c"
+      [ -z "${BENCH_SYNC:-}" ] || die "$c: connect failed"
+      echo "bench: $c: connect failed" >&2
+      continue
+    fi
     echo "== round $r: $c on /dev/$dev"
     for spec in "${JOBS[@]}"; do
       read -r job args <<<"$spec"
@@ -209,6 +234,7 @@ for r in $(seq "$REPS"); do
         echo "profile: $c $job -> profile-$c-$r.txt ($(grep -o 'IOPS=[^,]*' "$ISER_RESULTS/profile-$c-$r.fio"))"
         continue
       fi
+      barrier "r$r.$job"
       # shellcheck disable=SC2086
       res=$(run_job "$job" "$dev" $args) || { echo "bench: $c $job failed" >&2; continue; }
       echo "$c $job #$r $res"
@@ -219,7 +245,14 @@ for r in $(seq "$REPS"); do
   done
 done
 echo "}," >>"$OUT"
-[ -z "${BENCH_PROFILE:-}" ] || { echo "}}" >>"$OUT"; iscsid_stop; exit 0; }
+if [ -n "${BENCH_PROFILE:-}" ] || [ -n "${BENCH_SYNC:-}" ]; then
+  echo "\"raw\": {}}" >>"$OUT"
+  iscsid_stop
+  splats=$(dmesg | grep -E "$SPLAT_RE" | head -n 3)
+  [ -z "$splats" ] || die "kernel log has splats: $splats"
+  echo "bench: results in $OUT"
+  exit 0
+fi
 
 # The soft-RoCE limit: 128k messages, deep queues, two or four QPs; the best configuration is
 # the ceiling, not a single-QP sample.
