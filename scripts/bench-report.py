@@ -9,7 +9,8 @@ import json
 import statistics
 import sys
 
-NAMES = {"rs": "ours (Rust ib_iser)", "c": "C ib_iser", "tcp": "iscsi_tcp", "nvme": "nvme-rdma"}
+NAMES = {"rs": "ours (Rust ib_iser)", "c": "C ib_iser", "tcp": "iscsi_tcp", "nvme": "nvme-rdma",
+         "rsb": "ours, build B"}
 # job -> (metric, unit, higher is better, raw limit key or None)
 JOBS = [
     ("rand4k_qd32_j1", "iops", "IOPS", True, None),
@@ -51,7 +52,7 @@ def main():
         rs = {k.split("|")[2]: r[metric] for k, r in res.items()
               if k.split("|")[:2] == ["rs", job] and not r["errors"]}
         c = {k.split("|")[2]: r[metric] for k, r in res.items()
-             if k.split("|")[:2] == ["c", job] and not r["errors"]}
+             if k.split("|")[:2] == [base, job] and not r["errors"]}
         v = [(rs[i] / c[i]) if higher else (c[i] / rs[i]) for i in rs if i in c and rs[i] and c[i]]
         return "-" if not v else "%.2f" % statistics.median(v)
 
@@ -60,11 +61,13 @@ def main():
             return "-"
         return "%.2f" % ((a / b) if higher else (b / a if a else 0))
 
-    others = [c for c in ("c", "tcp", "nvme") if c in contenders]
+    others = [c for c in ("c", "tcp", "nvme", "rsb") if c in contenders]
     head = ["job", "metric"] + [NAMES.get(c, c) for c in contenders]
-    pair = "rs" in contenders and "c" in contenders
+    # The paired ratio: ours against the C driver, or against build B in an A/B run.
+    base = "c" if "c" in contenders else "rsb"
+    pair = "rs" in contenders and base in contenders
     head += ["ours/%s" % c for c in others] + ["ours/raw limit"]
-    head += ["ours/c paired"] if pair else []
+    head += ["ours/%s paired" % base] if pair else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for job, metric, unit, higher, limit, vals in rows:
         cells = [job, unit] + ["-" if vals[c] is None else "%.1f" % vals[c] for c in contenders]

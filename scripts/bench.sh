@@ -6,7 +6,9 @@
 # pass/fail.
 #
 # Environment: BENCH_RUNTIME (s, default 8), BENCH_RAMP (2), BENCH_REPS (3),
-# BENCH_CONTENDERS ("rs c tcp nvme"), BENCH_CPUS (guest vCPUs, default 2).
+# BENCH_CONTENDERS ("rs c tcp nvme"), BENCH_CPUS (guest vCPUs, default 2), BENCH_JOBS (only
+# these jobs, e.g. "rand4k_qd32_j1,lat4k_qd1"), BENCH_KO_B (another build of our module: the
+# contender "rsb", for an A/B measurement of a change: BENCH_CONTENDERS="rs rsb").
 # BENCH_PROFILE=<job> (e.g. rand4k_qd32_j1): no benchmark; a system-wide `perf record` of that
 # job per contender and round, reports in results/bench-*/profile-<contender>-<round>.txt;
 # BENCH_PERF_ARGS=-g adds call graphs (and profile-*.locks.txt: callers of contended spinlocks).
@@ -22,9 +24,14 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 res=$top/results/bench-$(date +%Y%m%d-%H%M%S)${BENCH_CPUS:+-cpus$BENCH_CPUS}${BENCH_PAIR:+-pair}
 mkdir -p "$res"
 env_vars="ISER_RESULTS=$res"
-for v in BENCH_RUNTIME BENCH_RAMP BENCH_REPS BENCH_PROFILE BENCH_PERF_ARGS; do
-  [ -n "${!v:-}" ] && env_vars="$env_vars $v=${!v}"
+for v in BENCH_RUNTIME BENCH_RAMP BENCH_REPS BENCH_PROFILE BENCH_PERF_ARGS BENCH_JOBS; do
+  [ -n "${!v:-}" ] && env_vars="$env_vars $v=${!v// /,}"
 done
+# BENCH_KO_B: a second build of our module (contender "rsb"), to measure a change A/B.
+if [ -n "${BENCH_KO_B:-}" ]; then
+  cp "$BENCH_KO_B" "$res/ib_iser-b.ko"
+  env_vars="$env_vars ISER_KO_B=$res/ib_iser-b.ko"
+fi
 [ -n "${BENCH_CONTENDERS:-}" ] && env_vars="$env_vars BENCH_CONTENDERS=${BENCH_CONTENDERS// /,}"
 if [ "${BENCH_PAIR:-0}" = 1 ]; then
   read -ra cs <<<"${BENCH_CONTENDERS:-rs c}"

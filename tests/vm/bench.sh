@@ -6,6 +6,7 @@
 #   tcp   iscsi_tcp          -> LIO TCP portal $IP:3261, same LUN
 #   nvme  nvme-rdma          -> nvmet-rdma port $IP:4420 (a second null_blk of the same size:
 #                               LIO and nvmet both open their device exclusively)
+#   rsb   another build of ours ($ISER_KO_B, from BENCH_KO_B: A/B of a change) -> as rs
 # and the soft-RoCE limit (ib_read_bw / ib_write_bw, 128k, -t 128, best of 2 or 4 QPs).
 # fio: direct=1, libaio, time-based with ramp, BENCH_REPS repetitions, median reported.
 # Writes $ISER_RESULTS/bench.json; scripts/bench.sh renders the table and the chart.
@@ -84,8 +85,13 @@ wait_disk() {  # prints sdX of the one iSCSI session
 }
 connect() {  # contender -> prints the block device name
   case $1 in
-    rs|c)
-      load_initiator "$1" >&2 || return 1
+    rs|c|rsb)
+      if [ "$1" = rsb ]; then
+        [ -n "${ISER_KO_B:-}" ] || { echo "rsb: no BENCH_KO_B" >&2; return 1; }
+        ISER_KO=$ISER_KO_B load_initiator rs >&2 || return 1
+      else
+        load_initiator "$1" >&2 || return 1
+      fi
       iscsiadm -m discovery -t st -p "$IP:3260" -I iser >/dev/null || return 1
       iscsiadm -m node -T "$IQN" -p "$IP:3260" -I iser --login >/dev/null || return 1
       wait_disk ;;
@@ -108,7 +114,7 @@ connect() {  # contender -> prints the block device name
 }
 disconnect() {
   case $1 in
-    rs|c) iscsiadm -m node -T "$IQN" -p "$IP:3260" --logout >/dev/null; iscsiadm -m node -o delete >/dev/null 2>&1
+    rs|c|rsb) iscsiadm -m node -T "$IQN" -p "$IP:3260" --logout >/dev/null; iscsiadm -m node -o delete >/dev/null 2>&1
           unload_initiator ;;
     tcp) iscsiadm -m node -T "$IQN" -p "$IP:3261" --logout >/dev/null; iscsiadm -m node -o delete >/dev/null 2>&1 ;;
     nvme) local n; for n in /sys/class/nvme/nvme*/subsysnqn; do
@@ -217,6 +223,8 @@ for r in $(seq "$REPS"); do
     echo "== round $r: $c on /dev/$dev"
     for spec in "${JOBS[@]}"; do
       read -r job args <<<"$spec"
+      # BENCH_JOBS: only these jobs (names separated by commas).
+      [ -z "${BENCH_JOBS:-}" ] || [[ ",$BENCH_JOBS," == *",$job,"* ]] || continue
       if [ -n "${BENCH_PROFILE:-}" ]; then
         # Profile mode (not a benchmark): a system-wide cpu-clock profile of the job only.
         [ "$job" = "$BENCH_PROFILE" ] || continue
