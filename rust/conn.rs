@@ -1249,14 +1249,10 @@ impl IserConn {
                 .get(off..off + sizing::RX_PAYLOAD)
                 .unwrap_or(&[]);
         let r = rx::parse(buf, wc.byte_len as usize, sizing::RECV_DATA_SEG_LEN, b.n);
-        let mut copy = [0u8; sizing::RX_PAYLOAD];
-        let len = match r {
-            Ok(r) => {
-                copy[..r.len].copy_from_slice(buf.get(..r.len).unwrap_or(&[]));
-                r.len
-            }
-            Err(_) => 0,
-        };
+        // One copy of the whole buffer, without zeroing a stack array first; only the
+        // validated `len` bytes are used.
+        let mut copy: [u8; sizing::RX_PAYLOAD] = buf.try_into().unwrap_or([0; sizing::RX_PAYLOAD]);
+        let len = r.as_ref().map_or(0, |r| r.len);
         // The copy is ours: give the buffer back to the target (4.11), in batches.
         if let Some(qp) = &dp.qp {
             if let Err(e) = b.repost_rx(qp, i) {

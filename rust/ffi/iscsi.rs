@@ -1186,14 +1186,16 @@ impl<'a> Task<'a> {
         if sc.is_null() {
             return None;
         }
-        // SAFETY: Live command of a live task.
+        // SAFETY: Live command of a live task. The fields are what the static inlines
+        // `scsi_sglist()`, `scsi_sg_count()`, `scsi_bufflen()` and `scsi_get_prot_op()` read
+        // (read directly: no out-of-line wrapper call per field on the I/O path).
         unsafe {
+            let sdb = &(*sc).sdb;
             Some(ScsiData {
-                sgl: NonNull::new(bindings::scsi_sglist(sc)),
-                count: bindings::scsi_sg_count(sc) as c_int,
-                len: bindings::scsi_bufflen(sc),
-                prot_normal: bindings::scsi_get_prot_op(sc)
-                    == bindings::scsi_prot_operations_SCSI_PROT_NORMAL as u8,
+                sgl: NonNull::new(sdb.table.sgl),
+                count: sdb.table.nents as c_int,
+                len: sdb.length,
+                prot_normal: (*sc).prot_op == bindings::scsi_prot_operations_SCSI_PROT_NORMAL as u8,
             })
         }
     }

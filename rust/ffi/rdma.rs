@@ -83,6 +83,14 @@ impl DeviceRef {
         self.ptr.as_ptr()
     }
 
+    /// Whether the device takes kernel virtual addresses instead of DMA addresses (soft
+    /// RDMA: rxe, siw), as `ib_uses_virt_dma()` decides; then the `ib_dma_sync_*` helpers do
+    /// nothing and the data path does not call them (one out-of-line call per buffer saved).
+    fn virt_dma(&self) -> bool {
+        // SAFETY: `ptr` is valid by the type invariant; `dma_device` is set at registration.
+        cfg!(CONFIG_INFINIBAND_VIRT_DMA) && unsafe { (*self.raw()).dma_device.is_null() }
+    }
+
     /// The device's capabilities.
     pub(crate) fn caps(&self) -> DeviceCaps {
         // SAFETY: `ptr` is valid by the type invariant; `attrs` is read-only after
@@ -181,6 +189,9 @@ impl DmaBuf {
 
     /// Makes `len` bytes at `off` visible to the CPU after the device wrote them.
     pub(crate) fn sync_for_cpu(&self, off: usize, len: usize) {
+        if self.dev.virt_dma() {
+            return;
+        }
         let len = len.min(self.buf.len().saturating_sub(off));
         // SAFETY: The range lies inside the mapping (clamped above).
         unsafe {
@@ -195,6 +206,9 @@ impl DmaBuf {
 
     /// Hands `len` bytes at `off` back to the device.
     pub(crate) fn sync_for_device(&self, off: usize, len: usize) {
+        if self.dev.virt_dma() {
+            return;
+        }
         let len = len.min(self.buf.len().saturating_sub(off));
         // SAFETY: The range lies inside the mapping (clamped above).
         unsafe {
@@ -250,6 +264,9 @@ impl HdrMapping {
 
     /// Hands the CPU-written bytes to the device before a post.
     pub(crate) fn sync_for_device(&self) {
+        if self.dev.virt_dma() {
+            return;
+        }
         // SAFETY: The range is the mapping.
         unsafe {
             bindings::ib_dma_sync_single_for_device(
@@ -971,9 +988,8 @@ impl<H: CqHandler> Qp<H> {
         // SAFETY: `qp` is valid (invariant); `wr` and `s` outlive the call (providers copy
         // them); the buffer behind `sge` is the caller's DMA-mapped memory that stays
         // mapped until the QP is drained.
-        to_result(unsafe {
-            bindings::ib_post_recv(self.qp.as_ptr(), &raw const wr, core::ptr::null_mut())
-        })
+        // SAFETY: As above.
+        to_result(unsafe { self.provider_post_recv(&raw const wr) })
     }
 
     /// Posts up to [`MAX_RECV_CHAIN`] receive work requests in one chain (one provider call).
@@ -996,9 +1012,7 @@ impl<H: CqHandler> Qp<H> {
         // SAFETY: As in `post_recv`: the chain and its SGEs live on this stack frame for the
         // call (providers copy them), `wr[n - 1].next` is null, and every buffer is the
         // caller's DMA-mapped memory that stays mapped until the QP is drained.
-        to_result(unsafe {
-            bindings::ib_post_recv(self.qp.as_ptr(), &raw const wr[0], core::ptr::null_mut())
-        })
+        to_result(unsafe { self.provider_post_recv(&raw const wr[0]) })
     }
 
     /// Posts [LOCAL_INV →] [REG_MR →] SEND in one chain. Only the SEND is signaled (when
@@ -1051,7 +1065,45 @@ impl<H: CqHandler> Qp<H> {
         // SAFETY: `qp` is valid; the chain lives on this stack frame for the call; every
         // SGE references memory the caller keeps mapped until the SEND completes or the QP
         // is drained.
-        to_result(unsafe { bindings::ib_post_send(self.qp.as_ptr(), head, core::ptr::null_mut()) })
+        to_result(unsafe { self.provider_post_send(head) })
+    }
+
+    /// What the static inline `ib_post_send()` does (a call of the provider's `post_send`
+    /// with a place for the failed WR), without the out-of-line wrapper around it.
+    ///
+    /// # Safety
+    ///
+    /// `wr` heads a valid chain of send work requests for this QP.
+    #[inline]
+    unsafe fn provider_post_send(&self, wr: *const bindings::ib_send_wr) -> c_int {
+        let qp = self.qp.as_ptr();
+        let mut bad: *const bindings::ib_send_wr = core::ptr::null();
+        // SAFETY: `qp` is valid (invariant), so is its registered device and ops table, which
+        // every provider fills with `post_send`; the chain is the caller's.
+        unsafe {
+            match (*(*qp).device).ops.post_send {
+                Some(f) => f(qp, wr, &raw mut bad),
+                None => -(bindings::EOPNOTSUPP as c_int),
+            }
+        }
+    }
+
+    /// `ib_post_recv()` without the out-of-line wrapper (see [`Qp::provider_post_send`]).
+    ///
+    /// # Safety
+    ///
+    /// `wr` heads a valid chain of receive work requests for this QP.
+    #[inline]
+    unsafe fn provider_post_recv(&self, wr: *const bindings::ib_recv_wr) -> c_int {
+        let qp = self.qp.as_ptr();
+        let mut bad: *const bindings::ib_recv_wr = core::ptr::null();
+        // SAFETY: As in `provider_post_send`.
+        unsafe {
+            match (*(*qp).device).ops.post_recv {
+                Some(f) => f(qp, wr, &raw mut bad),
+                None => -(bindings::EOPNOTSUPP as c_int),
+            }
+        }
     }
 
     /// Moves the QP to the error state and waits until every posted work request has
@@ -1128,20 +1180,14 @@ impl Mr {
     /// Sets the key byte back to `rkey`'s (after [`Mr::map`] bumped it but no registration
     /// work request was posted).
     pub(crate) fn restore_key(&mut self, rkey: u32) {
-        // SAFETY: `ptr` is valid and not in use by a posted WR (the caller owns it).
-        unsafe { bindings::ib_update_fast_reg_key(self.ptr.as_ptr(), rkey as u8) }
+        self.set_key_byte(rkey as u8);
     }
 
     /// Bumps the key byte and maps the DMA-mapped `sg` (page size 4 KiB). Fails unless
     /// every entry was mapped.
     pub(crate) fn map(&mut self, sg: &MappedSg) -> Result {
         let mr = self.ptr.as_ptr();
-        // SAFETY: `mr` is valid and not in use by a posted WR (the caller took it from its
-        // pool's free list).
-        unsafe {
-            let key = bindings::ib_inc_rkey((*mr).rkey);
-            bindings::ib_update_fast_reg_key(mr, key as u8);
-        }
+        self.set_key_byte(crate::proto::hdr::next_key_byte(self.rkey()));
         // SAFETY: `sg` is a DMA-mapped list of `sg.nents` entries (MappedSg invariant).
         let n = unsafe {
             bindings::ib_map_mr_sg(
@@ -1156,6 +1202,19 @@ impl Mr {
             return Err(if n < 0 { Error::from_errno(n) } else { EINVAL });
         }
         Ok(())
+    }
+}
+
+impl Mr {
+    /// `ib_update_fast_reg_key()`: the low byte of both keys becomes `b`.
+    fn set_key_byte(&mut self, b: u8) {
+        let mr = self.ptr.as_ptr();
+        // SAFETY: `mr` is valid and not in use by a posted WR (`&mut self`: the caller took it
+        // from its pool's free list).
+        unsafe {
+            (*mr).lkey = crate::proto::hdr::with_key_byte((*mr).lkey, b);
+            (*mr).rkey = crate::proto::hdr::with_key_byte((*mr).rkey, b);
+        }
     }
 }
 

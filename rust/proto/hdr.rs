@@ -42,6 +42,17 @@ pub(crate) struct Stag {
     pub(crate) va: u64,
 }
 
+/// The key byte of a fast registration's new STag: the low byte of `key` plus one, wrapping
+/// (`ib_inc_rkey()`); the other 24 bits name the MR and never change.
+pub(crate) fn next_key_byte(key: u32) -> u8 {
+    (key as u8).wrapping_add(1)
+}
+
+/// `key` with its low byte replaced by `b` (`ib_update_fast_reg_key()`).
+pub(crate) fn with_key_byte(key: u32, b: u8) -> u32 {
+    (key & 0xffff_ff00) | u32::from(b)
+}
+
 /// A decoded iSER header of an iSCSI control-type PDU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Header {

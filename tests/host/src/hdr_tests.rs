@@ -140,3 +140,27 @@ fn decode_never_panics_on_arbitrary_bytes() {
         }
     }
 }
+
+#[test]
+fn key_byte_bumps_and_wraps_like_ib_inc_rkey() {
+    // ib_inc_rkey: (rkey & ~0xff) | ((rkey + 1) & 0xff); the MR index bits never change.
+    for key in [
+        0u32,
+        0x1234_5600,
+        0x1234_56fe,
+        0x1234_56ff,
+        0xffff_ffff,
+        0x0000_00ff,
+    ] {
+        let b = hdr::next_key_byte(key);
+        let want = (key & !0xff) | (key.wrapping_add(1) & 0xff);
+        assert_eq!(hdr::with_key_byte(key, b), want, "key {key:#x}");
+    }
+}
+
+#[test]
+fn with_key_byte_keeps_the_index_bits() {
+    assert_eq!(hdr::with_key_byte(0xabcd_ef12, 0x34), 0xabcd_ef34);
+    assert_eq!(hdr::with_key_byte(0, 0xff), 0xff);
+    assert_eq!(hdr::with_key_byte(0xffff_ffff, 0), 0xffff_ff00);
+}
