@@ -988,7 +988,6 @@ impl<H: CqHandler> Qp<H> {
         // SAFETY: `qp` is valid (invariant); `wr` and `s` outlive the call (providers copy
         // them); the buffer behind `sge` is the caller's DMA-mapped memory that stays
         // mapped until the QP is drained.
-        // SAFETY: As above.
         to_result(unsafe { self.provider_post_recv(&raw const wr) })
     }
 
@@ -1203,9 +1202,7 @@ impl Mr {
         }
         Ok(())
     }
-}
 
-impl Mr {
     /// `ib_update_fast_reg_key()`: the low byte of both keys becomes `b`.
     fn set_key_byte(&mut self, b: u8) {
         let mr = self.ptr.as_ptr();
