@@ -45,6 +45,10 @@ def main():
         vals = {c: median(c, job, metric) for c in contenders}
         rows.append((job, metric, unit, higher, limit, vals))
 
+    # The paired ratio: ours against the C driver, or against build B in an A/B run.
+    base = "c" if "c" in contenders else "rsb"
+    pair = "rs" in contenders and base in contenders
+
     def paired(job, metric, higher):
         """Median over the rounds of ours/C within each round: the contenders of one round
         ran minutes apart, so a drift of the machine cancels out (robust to the 10-15%
@@ -63,9 +67,6 @@ def main():
 
     others = [c for c in ("c", "tcp", "nvme", "rsb") if c in contenders]
     head = ["job", "metric"] + [NAMES.get(c, c) for c in contenders]
-    # The paired ratio: ours against the C driver, or against build B in an A/B run.
-    base = "c" if "c" in contenders else "rsb"
-    pair = "rs" in contenders and base in contenders
     head += ["ours/%s" % c for c in others] + ["ours/raw limit"]
     head += ["ours/%s paired" % base] if pair else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

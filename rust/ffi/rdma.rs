@@ -141,6 +141,25 @@ impl DeviceRef {
         // SAFETY: `dma` was returned by `map_single` with the same length and direction.
         unsafe { bindings::ib_dma_unmap_single(self.raw(), dma, len, dir.raw()) }
     }
+
+    /// `ib_dma_sync_single_for_cpu()` of `len` bytes at `dma` (a range inside a mapping made
+    /// with `map_single` in `dir`); nothing to do (and no call) on a virt-DMA device.
+    fn sync_for_cpu(&self, dma: u64, len: usize, dir: DmaDir) {
+        if self.virt_dma() {
+            return;
+        }
+        // SAFETY: The range lies inside a live mapping of this device (caller's contract).
+        unsafe { bindings::ib_dma_sync_single_for_cpu(self.raw(), dma, len, dir.raw()) }
+    }
+
+    /// `ib_dma_sync_single_for_device()`; as [`DeviceRef::sync_for_cpu`].
+    fn sync_for_device(&self, dma: u64, len: usize, dir: DmaDir) {
+        if self.virt_dma() {
+            return;
+        }
+        // SAFETY: As in `sync_for_cpu`.
+        unsafe { bindings::ib_dma_sync_single_for_device(self.raw(), dma, len, dir.raw()) }
+    }
 }
 
 /// DMA direction.
@@ -189,36 +208,17 @@ impl DmaBuf {
 
     /// Makes `len` bytes at `off` visible to the CPU after the device wrote them.
     pub(crate) fn sync_for_cpu(&self, off: usize, len: usize) {
-        if self.dev.virt_dma() {
-            return;
-        }
+        // The range is clamped to the mapping.
         let len = len.min(self.buf.len().saturating_sub(off));
-        // SAFETY: The range lies inside the mapping (clamped above).
-        unsafe {
-            bindings::ib_dma_sync_single_for_cpu(
-                self.dev.raw(),
-                self.dma + off as u64,
-                len,
-                self.dir.raw(),
-            )
-        }
+        self.dev.sync_for_cpu(self.dma + off as u64, len, self.dir);
     }
 
     /// Hands `len` bytes at `off` back to the device.
     pub(crate) fn sync_for_device(&self, off: usize, len: usize) {
-        if self.dev.virt_dma() {
-            return;
-        }
+        // The range is clamped to the mapping.
         let len = len.min(self.buf.len().saturating_sub(off));
-        // SAFETY: The range lies inside the mapping (clamped above).
-        unsafe {
-            bindings::ib_dma_sync_single_for_device(
-                self.dev.raw(),
-                self.dma + off as u64,
-                len,
-                self.dir.raw(),
-            )
-        }
+        self.dev
+            .sync_for_device(self.dma + off as u64, len, self.dir);
     }
 
     /// CPU view of the buffer (call `sync_for_cpu` first for device-written bytes).
@@ -264,18 +264,8 @@ impl HdrMapping {
 
     /// Hands the CPU-written bytes to the device before a post.
     pub(crate) fn sync_for_device(&self) {
-        if self.dev.virt_dma() {
-            return;
-        }
-        // SAFETY: The range is the mapping.
-        unsafe {
-            bindings::ib_dma_sync_single_for_device(
-                self.dev.raw(),
-                self.dma,
-                self.len,
-                DmaDir::ToDevice.raw(),
-            )
-        }
+        self.dev
+            .sync_for_device(self.dma, self.len, DmaDir::ToDevice);
     }
 }
 
