@@ -6,6 +6,7 @@ contender and to the raw soft-RoCE limit) and an SVG bar chart (no plotting libr
 usage: bench-report.py bench.json bench.md bench.svg
 """
 import json
+import math
 import statistics
 import sys
 
@@ -49,16 +50,27 @@ def main():
     base = "c" if "c" in contenders else "rsb"
     pair = "rs" in contenders and base in contenders
 
-    def paired(job, metric, higher):
-        """Median over the rounds of ours/C within each round: the contenders of one round
-        ran minutes apart, so a drift of the machine cancels out (robust to the 10-15%
-        spread between rounds that TCG shows)."""
+    def paired_ratios(job, metric, higher):
+        """Ours/C within each round (>1 means ours is better): the contenders of one round ran
+        at the same time (pair mode) or minutes apart, so a drift of the machine cancels out
+        (robust to the 10-15% spread between rounds that TCG shows)."""
         rs = {k.split("|")[2]: r[metric] for k, r in res.items()
               if k.split("|")[:2] == ["rs", job] and not r["errors"]}
         c = {k.split("|")[2]: r[metric] for k, r in res.items()
              if k.split("|")[:2] == [base, job] and not r["errors"]}
-        v = [(rs[i] / c[i]) if higher else (c[i] / rs[i]) for i in rs if i in c and rs[i] and c[i]]
-        return "-" if not v else "%.2f" % statistics.median(v)
+        return sorted((rs[i] / c[i]) if higher else (c[i] / rs[i])
+                      for i in rs if i in c and rs[i] and c[i])
+
+    def paired(job, metric, higher):
+        """Median of the per-round ratios, a distribution-free ~95% confidence interval of
+        that median, and the number of rounds ours won."""
+        v = paired_ratios(job, metric, higher)
+        if not v:
+            return ["-", "-", "-"]
+        lo, hi = median_ci(v)
+        ci = "-" if lo is None else "%.2f-%.2f" % (lo, hi)
+        won = "%d/%d" % (sum(1 for x in v if x > 1.0), len(v))
+        return ["%.2f" % statistics.median(v), ci, won]
 
     def ratio(a, b, higher):
         if a is None or not b:
@@ -68,7 +80,7 @@ def main():
     others = [c for c in ("c", "tcp", "nvme", "rsb") if c in contenders]
     head = ["job", "metric"] + [NAMES.get(c, c) for c in contenders]
     head += ["ours/%s" % c for c in others] + ["ours/raw limit"]
-    head += ["ours/%s paired" % base] if pair else []
+    head += ["ours/%s paired" % base, "95% CI", "rounds won"] if pair else []
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for job, metric, unit, higher, limit, vals in rows:
         cells = [job, unit] + ["-" if vals[c] is None else "%.1f" % vals[c] for c in contenders]
@@ -76,13 +88,15 @@ def main():
         cells += [ratio(ours, vals[c], higher) for c in others]
         cells.append(ratio(ours, raw.get(limit), True) if limit else "-")
         if pair:
-            cells.append(paired(job, metric, higher))
+            cells += paired(job, metric, higher)
         lines.append("| " + " | ".join(cells) + " |")
     md = ["# iSER benchmark", "",
           "Kernel %s, fio direct=1 libaio, %ss runtime after %ss ramp, median of %s runs. "
           "Ratios: >1 means ours is better (for latency and CPU: lower is better, so the ratio "
           "is theirs/ours); 'ours/c paired' is the median over the rounds of the ratio within each "
-          "round. Raw limit: ib_read_bw %s MB/s (%s), ib_write_bw %s MB/s (%s)."
+          "round, with a distribution-free ~95%% confidence interval of that median (order "
+          "statistics of the binomial sign test; '-' below 6 rounds) and the rounds ours won. "
+          "Raw limit: ib_read_bw %s MB/s (%s), ib_write_bw %s MB/s (%s)."
           % (data["kernel"], data["runtime"], data["ramp"], data["reps"],
              raw.get("ib_read_bw_mbps", "-"), raw.get("ib_read_bw_cfg", "-s 131072 -t 128 -q 2"),
              raw.get("ib_write_bw_mbps", "-"), raw.get("ib_write_bw_cfg", "-s 131072 -t 128 -q 2")),
@@ -91,7 +105,8 @@ def main():
         md[2] = ("Kernel %s, fio direct=1 libaio, %ss runtime after %ss ramp, %s rounds. Pair mode: "
                  "two VMs at once (one per host core), each running one contender job by job in "
                  "lockstep, swapped after half the rounds; 'ours/c paired' is the median over the "
-                 "rounds of the ratio of two runs that ran at the same time. Ratios: >1 means ours "
+                 "rounds of the ratio of two runs that ran at the same time, with a distribution-"
+                 "free ~95%% confidence interval of that median and the rounds ours won. Ratios: >1 means ours "
                  "is better (for latency and CPU: theirs/ours). Absolute figures are for a fully "
                  "loaded host; no raw limit in this mode."
                  % (data["kernel"], data["runtime"], data["ramp"], data["reps"]))
@@ -121,6 +136,22 @@ def main():
            '<text x="10" y="20" font-size="14" font-family="sans-serif">iSER benchmark '
            '(bars normalised to the largest value per row)</text>'] + out + ["</svg>"]
     open(svg_path, "w").write("\n".join(svg) + "\n")
+
+
+def median_ci(v, level=0.95):
+    """Distribution-free confidence interval of the median of sorted `v`: the k-th smallest
+    and k-th largest values, k the largest rank with P(Binomial(n, 1/2) < k) <= (1-level)/2.
+    Coverage is at least `level`; (None, None) when n is too small (n < 6 at 95%)."""
+    n = len(v)
+    tail, k, cum = (1 - level) / 2, 0, 0.0
+    for i in range(n):
+        cum += math.comb(n, i) / 2 ** n
+        if cum > tail:
+            break
+        k = i + 1
+    if k == 0:
+        return None, None
+    return v[k - 1], v[n - k]
 
 
 def per_io_table(res, contenders):
