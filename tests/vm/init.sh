@@ -39,6 +39,8 @@ touch "$RUN/started"
 bash "$RUN/cmd.sh" </dev/null
 echo $? >"$RUN/rc"
 sync
+# Power-off is asynchronous and PID 1 must not exit meanwhile: it waits on a FIFO made
+# before the power-off starts (afterwards the 9p root may be gone and mkfifo with it).
+mkfifo /run/.halt
 echo o >/proc/sysrq-trigger
-# Power-off is asynchronous and PID 1 must not exit meanwhile.
-mkfifo /run/.halt; read -r -t 30 _ <>/run/.halt
+read -r -t 30 _ <>/run/.halt
