@@ -106,9 +106,9 @@ def main():
                  "two VMs at once (one per host core), each running one contender job by job in "
                  "lockstep, swapped after half the rounds; 'ours/c paired' is the median over the "
                  "rounds of the ratio of two runs that ran at the same time, with a distribution-"
-                 "free ~95%% confidence interval of that median and the rounds ours won. Ratios: >1 means ours "
-                 "is better (for latency and CPU: theirs/ours). Absolute figures are for a fully "
-                 "loaded host; no raw limit in this mode."
+                 "free ~95%% confidence interval of that median and the rounds ours won. Ratios: "
+                 ">1 means ours is better (for latency and CPU: theirs/ours). Absolute figures "
+                 "are for a fully loaded host; no raw limit in this mode."
                  % (data["kernel"], data["runtime"], data["ramp"], data["reps"]))
     open(md_path, "w").write("\n".join(md) + "\n")
 
