@@ -1202,7 +1202,9 @@ impl<'a> Task<'a> {
 
     /// Maps the header area for DMA to `dev` (the area lives as long as the session).
     pub(crate) fn map_hdrs(&self, dev: DeviceRef) -> Result<HdrMapping> {
-        HdrMapping::new(dev, self.dd(), TASK_HDRS_LEN)
+        // SAFETY: The task's `dd_data` holds `TASK_HDRS_LEN` bytes that libiscsi allocates with
+        // the session's task pool and frees after the connection (and its mappings) is gone.
+        unsafe { HdrMapping::new(dev, self.dd(), TASK_HDRS_LEN) }
     }
 
     /// A handle to release this task's reference later.

@@ -126,9 +126,13 @@ impl DeviceRef {
     }
 
     /// Maps `len` bytes at `addr` for DMA; returns the device address.
-    fn map_single(&self, addr: *mut u8, len: usize, dir: DmaDir) -> Result<u64> {
-        // SAFETY: `ptr` is valid; the caller (in this module) passes memory it owns and
-        // keeps alive until `unmap_single`.
+    ///
+    /// # Safety
+    ///
+    /// `addr..addr + len` is memory the caller owns and keeps alive, unmoved, until it
+    /// passes the result to [`DeviceRef::unmap_single`].
+    unsafe fn map_single(&self, addr: *mut u8, len: usize, dir: DmaDir) -> Result<u64> {
+        // SAFETY: `ptr` is valid; the memory stays alive until unmapped (function contract).
         let dma = unsafe { bindings::ib_dma_map_single(self.raw(), addr.cast(), len, dir.raw()) };
         // SAFETY: `ptr` is valid.
         if unsafe { bindings::ib_dma_mapping_error(self.raw(), dma) } != 0 {
@@ -137,27 +141,42 @@ impl DeviceRef {
         Ok(dma)
     }
 
-    fn unmap_single(&self, dma: u64, len: usize, dir: DmaDir) {
-        // SAFETY: `dma` was returned by `map_single` with the same length and direction.
+    /// Unmaps a mapping made by [`DeviceRef::map_single`].
+    ///
+    /// # Safety
+    ///
+    /// `dma` was returned by `map_single` on this device with the same `len` and `dir`, is
+    /// not unmapped yet, and no posted work request uses it any more.
+    unsafe fn unmap_single(&self, dma: u64, len: usize, dir: DmaDir) {
+        // SAFETY: Per the function's contract.
         unsafe { bindings::ib_dma_unmap_single(self.raw(), dma, len, dir.raw()) }
     }
 
     /// `ib_dma_sync_single_for_cpu()` of `len` bytes at `dma` (a range inside a mapping made
     /// with `map_single` in `dir`); nothing to do (and no call) on a virt-DMA device.
-    fn sync_for_cpu(&self, dma: u64, len: usize, dir: DmaDir) {
+    ///
+    /// # Safety
+    ///
+    /// `dma..dma + len` lies inside a live mapping made by `map_single` on this device in
+    /// direction `dir`.
+    unsafe fn sync_for_cpu(&self, dma: u64, len: usize, dir: DmaDir) {
         if self.virt_dma() {
             return;
         }
-        // SAFETY: The range lies inside a live mapping of this device (caller's contract).
+        // SAFETY: Per the function's contract.
         unsafe { bindings::ib_dma_sync_single_for_cpu(self.raw(), dma, len, dir.raw()) }
     }
 
     /// `ib_dma_sync_single_for_device()`; as [`DeviceRef::sync_for_cpu`].
-    fn sync_for_device(&self, dma: u64, len: usize, dir: DmaDir) {
+    ///
+    /// # Safety
+    ///
+    /// As for [`DeviceRef::sync_for_cpu`].
+    unsafe fn sync_for_device(&self, dma: u64, len: usize, dir: DmaDir) {
         if self.virt_dma() {
             return;
         }
-        // SAFETY: As in `sync_for_cpu`.
+        // SAFETY: Per the function's contract.
         unsafe { bindings::ib_dma_sync_single_for_device(self.raw(), dma, len, dir.raw()) }
     }
 }
@@ -197,7 +216,9 @@ impl DmaBuf {
     /// Allocates `len` zeroed bytes and maps them.
     pub(crate) fn new(dev: DeviceRef, len: usize, dir: DmaDir) -> Result<Self> {
         let mut buf = KVec::from_elem(0u8, len, GFP_KERNEL)?;
-        let dma = dev.map_single(buf.as_mut_ptr(), len, dir)?;
+        // SAFETY: `buf` is owned by the `DmaBuf`, never reallocated, and unmapped in `drop`
+        // before it is freed.
+        let dma = unsafe { dev.map_single(buf.as_mut_ptr(), len, dir)? };
         Ok(DmaBuf { buf, dma, dir, dev })
     }
 
@@ -208,17 +229,19 @@ impl DmaBuf {
 
     /// Makes `len` bytes at `off` visible to the CPU after the device wrote them.
     pub(crate) fn sync_for_cpu(&self, off: usize, len: usize) {
-        // The range is clamped to the mapping.
         let len = len.min(self.buf.len().saturating_sub(off));
-        self.dev.sync_for_cpu(self.dma + off as u64, len, self.dir);
+        // SAFETY: The range is clamped to the mapping, which is live (type invariant).
+        unsafe { self.dev.sync_for_cpu(self.dma + off as u64, len, self.dir) };
     }
 
     /// Hands `len` bytes at `off` back to the device.
     pub(crate) fn sync_for_device(&self, off: usize, len: usize) {
-        // The range is clamped to the mapping.
         let len = len.min(self.buf.len().saturating_sub(off));
-        self.dev
-            .sync_for_device(self.dma + off as u64, len, self.dir);
+        // SAFETY: The range is clamped to the mapping, which is live (type invariant).
+        unsafe {
+            self.dev
+                .sync_for_device(self.dma + off as u64, len, self.dir)
+        };
     }
 
     /// CPU view of the buffer (call `sync_for_cpu` first for device-written bytes).
@@ -234,7 +257,9 @@ impl DmaBuf {
 
 impl Drop for DmaBuf {
     fn drop(&mut self) {
-        self.dev.unmap_single(self.dma, self.buf.len(), self.dir);
+        // SAFETY: Mapped in `new` with this length and direction (type invariant); the owner
+        // drops the buffer only after the QP that used it was drained.
+        unsafe { self.dev.unmap_single(self.dma, self.buf.len(), self.dir) };
     }
 }
 
@@ -252,8 +277,14 @@ pub(crate) struct HdrMapping {
 }
 
 impl HdrMapping {
-    pub(super) fn new(dev: DeviceRef, addr: *mut u8, len: usize) -> Result<Self> {
-        let dma = dev.map_single(addr, len, DmaDir::ToDevice)?;
+    /// Maps `len` bytes at `addr` to the device.
+    ///
+    /// # Safety
+    ///
+    /// `addr..addr + len` stays valid and unmoved until the returned mapping is dropped.
+    pub(super) unsafe fn new(dev: DeviceRef, addr: *mut u8, len: usize) -> Result<Self> {
+        // SAFETY: Per the function's contract.
+        let dma = unsafe { dev.map_single(addr, len, DmaDir::ToDevice)? };
         Ok(HdrMapping { dma, len, dev })
     }
 
@@ -264,14 +295,19 @@ impl HdrMapping {
 
     /// Hands the CPU-written bytes to the device before a post.
     pub(crate) fn sync_for_device(&self) {
-        self.dev
-            .sync_for_device(self.dma, self.len, DmaDir::ToDevice);
+        // SAFETY: The range is the whole mapping, which is live (type invariant).
+        unsafe {
+            self.dev
+                .sync_for_device(self.dma, self.len, DmaDir::ToDevice)
+        };
     }
 }
 
 impl Drop for HdrMapping {
     fn drop(&mut self) {
-        self.dev.unmap_single(self.dma, self.len, DmaDir::ToDevice);
+        // SAFETY: Mapped in `new` with this length and direction (type invariant); dropped
+        // only after the QP that used it was drained.
+        unsafe { self.dev.unmap_single(self.dma, self.len, DmaDir::ToDevice) };
     }
 }
 
