@@ -29,7 +29,7 @@ use crate::ffi::debugfs::{self, Entry, SeqWriter, Show};
 use crate::ffi::iscsi::{self, DataDir, IscsiConn, Poll, SessionInfo, Task, TaskHandle};
 use crate::ffi::rdma::{
     CmEvent, CmEventKind, CmHandler, CmId, ConnParam, Cq, CqHandler, CqeTable, DmaBuf, DmaDir,
-    HdrMapping, MappedSg, Mr, Qp, QpCaps, RegReq, Sge, SysfsBuf, Wc,
+    Gather, HdrMapping, MappedSg, Mr, Qp, QpCaps, RegReq, Sge, SysfsBuf, Wc,
 };
 use crate::ffi::{bh, errno, params, time};
 use crate::proto::stats::Stats;
@@ -861,7 +861,6 @@ impl IserConn {
         let reg_cqe = b.cqe_of(Cqe::Reg);
         let slot = b.slots.get(idx).ok_or(EINVAL)?;
         let h = slot.hdr.as_ref().ok_or(EINVAL)?;
-        h.sync_for_device();
         let mut sges = [
             Sge {
                 addr: h.dma(),
@@ -870,20 +869,40 @@ impl IserConn {
             },
             Sge::default(),
         ];
-        let nsge = if let Some(d) = data {
-            sges[1] = d;
-            2
-        } else {
-            1
+        // A header-only SEND goes inline where the QP allows it: the provider copies the 76
+        // bytes at post time instead of the device reading them (for soft-RoCE: instead of a
+        // memory region lookup and copy when it builds the packet).
+        let inline = match data {
+            None => h
+                .inline(sizing::HEADERS_LEN)
+                .filter(|i| i.len() <= qp.max_inline()),
+            Some(_) => None,
+        };
+        let is_inline = inline.is_some();
+        let payload = match inline {
+            Some(i) => Gather::Inline(i),
+            None => {
+                h.sync_for_device();
+                let nsge = if let Some(d) = data {
+                    sges[1] = d;
+                    2
+                } else {
+                    1
+                };
+                Gather::Mapped(&sges[..nsge])
+            }
         };
         let rr = reg.map(|(i, inval)| RegReq {
             mr: &b.fr[i].mr,
             invalidate: inval,
             cqe: reg_cqe,
         });
-        if let Err(e) = qp.post_send(rr, cqe, &sges[..nsge], sig.signaled()) {
+        if let Err(e) = qp.post_send(rr, cqe, payload, sig.signaled()) {
             Stats::inc(&b.st.s.c.err_post);
             return Err(e);
+        }
+        if is_inline {
+            Stats::inc(&b.st.s.c.sends_inline);
         }
         b.signals.posted(sig);
         match sig {
@@ -1111,7 +1130,12 @@ impl IserConn {
                     lkey,
                 },
             ];
-            if let Err(e) = qp.post_send(None, b.cqe_of(Cqe::DataOut(di)), &sges, true) {
+            if let Err(e) = qp.post_send(
+                None,
+                b.cqe_of(Cqe::DataOut(di)),
+                Gather::Mapped(&sges),
+                true,
+            ) {
                 Stats::inc(&b.st.s.c.err_post);
                 iser_err!("posting Data-Out failed: {:?}\n", e);
                 task.undo_data_out();
@@ -1589,6 +1613,7 @@ impl IserConn {
                 max_recv_wr: s.max_recv_wr,
                 max_send_sge: 2,
                 max_recv_sge: 1,
+                max_inline_data: sizing::HEADERS_LEN as u32,
             },
             self.clone(),
         )?;

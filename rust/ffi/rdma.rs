@@ -268,13 +268,21 @@ impl Drop for DmaBuf {
 ///
 /// # Invariants
 ///
-/// `len` bytes are mapped at `dma` on `dev` until `drop`; the memory outlives the mapping
-/// (owners drop it when the connection is torn down, before the session is destroyed).
+/// `len` bytes at `cpu` are mapped at `dma` on `dev` until `drop`; the memory outlives the
+/// mapping (owners drop it when the connection is torn down, before the session is
+/// destroyed), so `cpu..cpu + len` is readable while the mapping exists.
 pub(crate) struct HdrMapping {
+    cpu: *const u8,
     dma: u64,
     len: usize,
     dev: DeviceRef,
 }
+
+// SAFETY: `cpu` is only read, by a provider copying it during `Qp::post_send` while a shared
+// borrow of the mapping is held; the memory is not tied to a thread.
+unsafe impl Send for HdrMapping {}
+// SAFETY: As above: shared access never writes through `cpu`.
+unsafe impl Sync for HdrMapping {}
 
 impl HdrMapping {
     /// Maps `len` bytes at `addr` to the device.
@@ -285,7 +293,23 @@ impl HdrMapping {
     pub(super) unsafe fn new(dev: DeviceRef, addr: *mut u8, len: usize) -> Result<Self> {
         // SAFETY: Per the function's contract.
         let dma = unsafe { dev.map_single(addr, len, DmaDir::ToDevice)? };
-        Ok(HdrMapping { dma, len, dev })
+        Ok(HdrMapping {
+            cpu: addr.cast_const(),
+            dma,
+            len,
+            dev,
+        })
+    }
+
+    /// The first `len` bytes, for a SEND whose provider copies them at post time
+    /// (`IB_SEND_INLINE`: no DMA read of the header by the device, and for soft-RoCE no memory
+    /// region lookup). `None` if `len` exceeds the mapping.
+    pub(crate) fn inline(&self, len: usize) -> Option<InlineSge<'_>> {
+        (len <= self.len).then_some(InlineSge {
+            addr: self.cpu,
+            len: u32::try_from(len).ok()?,
+            _mapping: core::marker::PhantomData,
+        })
     }
 
     /// Device address.
@@ -606,7 +630,8 @@ impl<T: CmHandler> CmId<T> {
         ctx: Arc<H>,
     ) -> Result<Qp<H>> {
         let raw = Arc::into_raw(ctx);
-        let mut attr = bindings::ib_qp_init_attr {
+        let (id, pdp) = (self.ptr.as_ptr(), pd.ptr.as_ptr());
+        let init = |inline| bindings::ib_qp_init_attr {
             event_handler: Some(qp_event_trampoline),
             qp_context: raw.cast_mut().cast(),
             send_cq: cq.ptr.as_ptr(),
@@ -616,17 +641,24 @@ impl<T: CmHandler> CmId<T> {
                 max_recv_wr: caps.max_recv_wr,
                 max_send_sge: caps.max_send_sge,
                 max_recv_sge: caps.max_recv_sge,
-                max_inline_data: 0,
+                max_inline_data: inline,
                 ..Default::default()
             },
             sq_sig_type: bindings::ib_sig_type_IB_SIGNAL_REQ_WR,
             qp_type: bindings::ib_qp_type_IB_QPT_RC,
             ..Default::default()
         };
-        let (id, pdp) = (self.ptr.as_ptr(), pd.ptr.as_ptr());
+        let mut attr = init(caps.max_inline_data);
         // SAFETY: `id` is valid and bound to `pd`'s device (route resolved); `attr` is
         // fully initialised.
-        let rc = unsafe { bindings::rdma_create_qp(id, pdp, &raw mut attr) };
+        let mut rc = unsafe { bindings::rdma_create_qp(id, pdp, &raw mut attr) };
+        if rc != 0 && caps.max_inline_data != 0 {
+            // A provider that cannot carry that much inline fails the creation (rxe and siw
+            // check the size, some hardware has no inline SENDs): try again without.
+            attr = init(0);
+            // SAFETY: As above.
+            rc = unsafe { bindings::rdma_create_qp(id, pdp, &raw mut attr) };
+        }
         if rc != 0 {
             // SAFETY: The QP was not created; we still own the reference.
             drop(unsafe { Arc::from_raw(raw) });
@@ -639,6 +671,9 @@ impl<T: CmHandler> CmId<T> {
             id: self.ptr,
             cq,
             ctx: raw,
+            // Providers write back what they granted (possibly more than asked); never use
+            // more than was asked for.
+            max_inline: attr.cap.max_inline_data.min(caps.max_inline_data),
         })
     }
 
@@ -790,6 +825,9 @@ pub(crate) struct QpCaps {
     pub(crate) max_send_sge: u32,
     /// Scatter entries per receive.
     pub(crate) max_recv_sge: u32,
+    /// Bytes a SEND may carry inline, asked for; 0 if the device cannot (see
+    /// [`Qp::max_inline`]).
+    pub(crate) max_inline_data: u32,
 }
 
 /// A completion queue from the device's CQ pool, polled in softirq context.
@@ -972,6 +1010,33 @@ impl Sge {
     }
 }
 
+/// Bytes a provider copies into the work request at post time (`IB_SEND_INLINE`).
+///
+/// # Invariants
+///
+/// `addr..addr + len` is readable for `'a` (it lies inside the [`HdrMapping`] it borrows).
+pub(crate) struct InlineSge<'a> {
+    addr: *const u8,
+    len: u32,
+    _mapping: core::marker::PhantomData<&'a HdrMapping>,
+}
+
+impl InlineSge<'_> {
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> u32 {
+        self.len
+    }
+}
+
+/// What a SEND carries: DMA-mapped SGEs the device reads when it transmits, or a CPU buffer
+/// the provider copies before `post_send` returns.
+pub(crate) enum Gather<'a> {
+    /// One or two SGEs (header, then data), read by the device.
+    Mapped(&'a [Sge]),
+    /// One buffer of at most [`Qp::max_inline`] bytes.
+    Inline(InlineSge<'a>),
+}
+
 /// A fast registration to chain before a SEND.
 pub(crate) struct RegReq<'a> {
     /// The MR, already mapped with [`Mr::map`].
@@ -994,6 +1059,7 @@ pub(crate) struct Qp<H: CqHandler> {
     id: NonNull<bindings::rdma_cm_id>,
     cq: Cq,
     ctx: *const H,
+    max_inline: u32,
 }
 
 // SAFETY: Posting is thread-safe in the verbs API; destroy needs `self` by value.
@@ -1002,6 +1068,11 @@ unsafe impl<H: CqHandler> Send for Qp<H> {}
 unsafe impl<H: CqHandler> Sync for Qp<H> {}
 
 impl<H: CqHandler> Qp<H> {
+    /// Bytes a SEND may carry inline ([`Gather::Inline`]); 0 if the device gave none.
+    pub(crate) fn max_inline(&self) -> u32 {
+        self.max_inline
+    }
+
     /// Posts one receive of `sge` carrying `cqe`.
     pub(crate) fn post_recv(&self, cqe: CqeRef, sge: Sge) -> Result {
         let mut s = sge.raw();
@@ -1046,25 +1117,45 @@ impl<H: CqHandler> Qp<H> {
         &self,
         reg: Option<RegReq<'_>>,
         cqe: CqeRef,
-        sges: &[Sge],
+        payload: Gather<'_>,
         signaled: bool,
     ) -> Result {
         let mut sg = [bindings::ib_sge::default(); 2];
-        if sges.is_empty() || sges.len() > sg.len() {
-            return Err(EINVAL);
-        }
-        for (d, s) in sg.iter_mut().zip(sges) {
-            *d = s.raw();
-        }
+        let mut flags = if signaled {
+            bindings::ib_send_flags_IB_SEND_SIGNALED
+        } else {
+            0
+        };
+        let nsge = match payload {
+            Gather::Mapped(sges) => {
+                if sges.is_empty() || sges.len() > sg.len() {
+                    return Err(EINVAL);
+                }
+                for (d, s) in sg.iter_mut().zip(sges) {
+                    *d = s.raw();
+                }
+                sges.len()
+            }
+            Gather::Inline(b) => {
+                if b.len > self.max_inline {
+                    return Err(EINVAL);
+                }
+                // Inline SGEs carry a CPU address (providers read it with
+                // `ib_virt_dma_to_ptr()` or a plain cast) and no key.
+                sg[0] = bindings::ib_sge {
+                    addr: b.addr as u64,
+                    length: b.len,
+                    lkey: 0,
+                };
+                flags |= bindings::ib_send_flags_IB_SEND_INLINE;
+                1
+            }
+        };
         let mut send = bindings::ib_send_wr {
             sg_list: sg.as_mut_ptr(),
-            num_sge: sges.len() as c_int,
+            num_sge: nsge as c_int,
             opcode: bindings::ib_wr_opcode_IB_WR_SEND,
-            send_flags: if signaled {
-                bindings::ib_send_flags_IB_SEND_SIGNALED as c_int
-            } else {
-                0
-            },
+            send_flags: flags as c_int,
             ..Default::default()
         };
         send.__bindgen_anon_1.wr_cqe = cqe.0;
@@ -1087,9 +1178,10 @@ impl<H: CqHandler> Qp<H> {
                 head = &raw const inv;
             }
         }
-        // SAFETY: `qp` is valid; the chain lives on this stack frame for the call; every
+        // SAFETY: `qp` is valid; the chain lives on this stack frame for the call; a mapped
         // SGE references memory the caller keeps mapped until the SEND completes or the QP
-        // is drained.
+        // is drained; an inline one is readable for the call (`InlineSge` invariant), which
+        // is when the provider copies it, and fits the QP's inline size (checked above).
         to_result(unsafe { self.provider_post_send(head) })
     }
 

@@ -57,6 +57,9 @@ counters! {
     control_pdus,
     /// SENDs posted without asking for a completion (commands without immediate data).
     sends_unsignaled,
+    /// Header-only SENDs (commands without immediate data, control PDUs without data)
+    /// whose 76 bytes the provider copied at post time (`IB_SEND_INLINE`).
+    sends_inline,
     /// PDUs received (responses, NOP-In, async messages, login/text responses, ...).
     pdus_rx,
     /// SCSI responses received.

@@ -2,8 +2,8 @@
 # Per-connection statistics in debugfs (/sys/kernel/debug/iser/connection<sid>:<cid>/stats)
 # agree with what fio did: the byte counters equal fio's bytes and the block layer's sectors,
 # the command counters equal the block layer's completed requests, every command got one
-# response, one latency sample and one registration, and no error counter moved. After logout
-# the directory is gone.
+# response, one latency sample and one registration, header-only SENDs went inline, and no
+# error counter moved. After logout the directory is gone.
 . "$(dirname "$0")/../lib.sh"
 dev=$(iser_setup) || fail "setup/login"
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug || fail "mount debugfs"
@@ -67,6 +67,11 @@ untracked = d["cmds_read"] + d["cmds_nodata"]
 uns = d.get("sends_unsignaled", 0)
 if not (untracked - (untracked + 15) // 16 <= uns <= untracked):
     bad.append(f"sends_unsignaled {uns} for {untracked} commands without immediate data")
+# Header-only SENDs go inline (IB_SEND_INLINE; rxe and siw both offer more than the 76 bytes):
+# every command without immediate data, plus control PDUs without data.
+inl = d.get("sends_inline", 0)
+if not (untracked <= inl <= cmds + d["control_pdus"]):
+    bad.append(f"sends_inline {inl} for {untracked} commands without immediate data")
 if d["pdus_rx"] < d["scsi_rsp_rx"]:
     bad.append("pdus_rx < scsi_rsp_rx")
 if d["bytes_immediate"] + d["bytes_dataout"] > d["bytes_write"]:
