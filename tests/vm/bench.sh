@@ -235,7 +235,7 @@ for r in $(seq "$REPS"); do
         perf report -i "/tmp/perf-$c.data" --stdio --no-children --sort sym --percent-limit 0.05 -g none \
           >"$ISER_RESULTS/profile-$c-$r.txt" 2>/dev/null
         # With BENCH_PERF_ARGS=-g: who takes contended spinlocks.
-        perf report -i "/tmp/perf-$c.data" --stdio --no-children --sort sym -G \
+        perf report -i "/tmp/perf-$c.data" --stdio --no-children --sort sym -g caller,0.01 \
           --symbol-filter=queued_spin_lock_slowpath >"$ISER_RESULTS/profile-$c-$r.locks.txt" 2>/dev/null
         perf report -i "/tmp/perf-$c.data" --stdio --no-children --sort dso \
           >"$ISER_RESULTS/profile-$c-$r.dso.txt" 2>/dev/null
