@@ -174,6 +174,7 @@ def per_io_table(res, contenders):
             ("rxe packets sent", "rxe", "sent_pkts"),
             ("rxe ACKs deferred", "rxe", "ack_deferred"),
             ("unsignalled SENDs (ours)", "iser", "sends_unsignaled"),
+            ("inline SENDs (ours)", "iser", "sends_inline"),
             ("responses held for a send completion (ours)", "iser", "rsp_before_send_done")]
     if not any(("rxe" in r) for r in res.values()):
         return []
