@@ -825,8 +825,8 @@ pub(crate) struct QpCaps {
     pub(crate) max_send_sge: u32,
     /// Scatter entries per receive.
     pub(crate) max_recv_sge: u32,
-    /// Bytes a SEND may carry inline, asked for; 0 if the device cannot (see
-    /// [`Qp::max_inline`]).
+    /// Bytes of inline data to ask for (0: none). If the provider refuses the QP with it,
+    /// the QP is created without; [`Qp::max_inline`] is what was granted.
     pub(crate) max_inline_data: u32,
 }
 
