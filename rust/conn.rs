@@ -7,11 +7,22 @@
 //!
 //! - `ctrl` (mutex): connection management — CM handler, ep_* callbacks, bind, stop,
 //!   session limits. Process context only.
-//! - `dp` (spinlock, leaf): everything the data path touches — the QP, the buffers, the
-//!   task slots, the registration pool. Taken in softirq (completions) and in atomic task
-//!   callbacks (libiscsi holds frwd_lock or back_lock, BH off); process-context users disable
-//!   BH first. Never held while calling into libiscsi (which takes its own locks and calls
+//! - `dp` (spinlock): the submission side — the QP's send side, the task slots' header and
+//!   buffer mappings, the registration pool, the Data-Out descriptors, the signalling state.
+//!   Taken in atomic task callbacks (`xmit_task` under libiscsi's `frwd_lock`, `cleanup_task`
+//!   under `back_lock`, BH off), for Data-Out completions (softirq), and from process context
+//!   with BH disabled.
+//! - `rx` (spinlock, leaf): the completion side — the QP's receive handle ([`RecvQp`]), the
+//!   receive ring and its repost batch, responses held until their task's SEND completed.
+//!   Taken by the completion handler (the CQ's softirq poller, one at a time per CQ, so the
+//!   I/O path finds it free), by `xmit_task` only for login and NOP-Out PDUs, and at bind
+//!   and teardown. Order: `dp` before `rx`; the completion handler never holds `rx` while it
+//!   takes `dp`. A 4k read's response is thus handled without the lock its submission holds.
+//! - Neither lock is held while calling into libiscsi (which takes its own locks and calls
 //!   `cleanup_task` back).
+//! - What both sides read is in [`Shared`], fixed at bind, with per-task atomics: the count
+//!   of SENDs a response must wait for (raised before the post), the command's send time,
+//!   which MR each direction exposes and which MRs need a local invalidation.
 //!
 //! # Teardown
 //!
@@ -29,13 +40,14 @@ use crate::ffi::debugfs::{self, Entry, SeqWriter, Show};
 use crate::ffi::iscsi::{self, DataDir, IscsiConn, Poll, SessionInfo, Task, TaskHandle};
 use crate::ffi::rdma::{
     CmEvent, CmEventKind, CmHandler, CmId, ConnParam, Cq, CqHandler, CqeTable, DmaBuf, DmaDir,
-    Gather, HdrMapping, MappedSg, Mr, Qp, QpCaps, RegReq, Sge, SysfsBuf, Wc,
+    Gather, HdrMapping, MappedSg, Mr, Qp, QpCaps, RecvQp, RegReq, Sge, SysfsBuf, Wc,
 };
 use crate::ffi::{bh, errno, params, time};
 use crate::proto::stats::Stats;
 use crate::proto::{bhs, cm, hdr, rx, sizing, sq, task as ptask};
 use core::fmt::{self, Write};
 use core::net::SocketAddr;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::sync::lock::{spinlock::SpinLockBackend, Guard};
@@ -61,8 +73,8 @@ enum State {
     Down,
 }
 
-/// The locked data path.
-type DpGuard<'a> = Guard<'a, Dp, SpinLockBackend>;
+/// The locked completion side.
+type RxGuard<'a> = Guard<'a, Rx, SpinLockBackend>;
 
 /// Management state, under `ctrl`.
 struct Ctrl {
@@ -80,16 +92,17 @@ struct Ctrl {
     dbg: Option<Entry<ConnStats>>,
 }
 
-/// The data path, under `dp`.
+/// The submission side, under `dp`.
 struct Dp {
     qp: Option<Qp<IserConn>>,
     bound: Option<Bound>,
 }
 
-/// A fast-registration MR with its lazy-invalidation state (tracked per MR, 11 item 4).
-struct FrDesc {
-    mr: Mr,
-    need_inval: bool,
+/// The completion side, under `rx`.
+struct Rx {
+    /// The QP's receive handle, from QP creation until teardown takes it back to drain.
+    rq: Option<RecvQp>,
+    side: Option<RxSide>,
 }
 
 /// How one direction of a command's buffer is exposed to the target.
@@ -101,32 +114,34 @@ struct DirRes {
     iova: u64,
 }
 
-/// Transport state of one libiscsi task (indexed by the task's pool index).
-struct Slot {
+/// Submission-side state of one libiscsi task (indexed by the task's pool index).
+struct TxSlot {
     hdr: Option<HdrMapping>,
-    sends_pending: u32,
-    put_on_send: Option<TaskHandle>,
-    /// Length of a received PDU held in `dbuf` until the task's SEND completed.
-    deferred: Option<usize>,
-    dbuf: [u8; sizing::RX_PAYLOAD],
     /// [read, write].
     dirs: [Option<DirRes>; 2],
-    /// `local_clock()` when the SCSI command's SEND was posted (latency histogram).
-    t0: u64,
 }
 
-impl Slot {
-    const fn new() -> Self {
-        Slot {
-            hdr: None,
-            sends_pending: 0,
-            put_on_send: None,
-            deferred: None,
-            dbuf: [0; sizing::RX_PAYLOAD],
-            dirs: [None, None],
-            t0: 0,
-        }
-    }
+/// What both sides know of one task slot.
+struct SlotShared {
+    /// SENDs of the task (command, control PDU, Data-Out) whose completion its response
+    /// waits for: raised before each post, lowered by the completion.
+    sends_pending: AtomicU32,
+    /// Set while `xmit_task` posts a command whose unsolicited Data-Outs follow: a response
+    /// that overtakes them waits for `dp`, which `xmit_task` holds until all are counted.
+    xmit_busy: AtomicBool,
+    /// `local_clock()` when the SCSI command's SEND was posted (latency histogram).
+    t0: AtomicU64,
+    /// [read, write]: [`Exposed`] words, what a Send with Invalidate is checked against.
+    exposed: [AtomicU64; 2],
+}
+
+/// Completion-side state of one task slot.
+struct RxSlot {
+    /// The task reference to drop when its SEND completed (a NOP-Out nobody answers).
+    put_on_send: Option<TaskHandle>,
+    /// Length of a received PDU held in `dbuf` until the task's SENDs completed.
+    deferred: Option<usize>,
+    dbuf: [u8; sizing::RX_PAYLOAD],
 }
 
 /// A stack of free indices (the 6.12 `KVec` has no `pop`).
@@ -172,36 +187,53 @@ enum Cqe {
     DataOut(usize),
 }
 
-/// Per-connection resources allocated at bind, sized by the session.
-struct Bound {
+/// Per-connection state both sides read, allocated at bind and sized by the session: fixed
+/// after bind except for the atomics. Freed when both sides dropped it, which teardown does
+/// after draining the QP.
+struct Shared {
     iscsi: IscsiConn,
     /// Task slots (the session's task pool).
     n: usize,
     /// Receive ring buffers: `n + RX_BATCH`.
     nrx: usize,
-    /// Consumed ring buffers not yet reposted.
-    rx_batch: sq::RxBatch,
     cqes: CqeTable<IserConn>,
     rx: DmaBuf,
-    login_req: DmaBuf,
     login_rsp: DmaBuf,
+    lkey: u32,
+    remote_inv: bool,
+    discovery: bool,
+    slots: KVVec<SlotShared>,
+    /// Per registration MR: registered and not invalidated since (lazy invalidation,
+    /// iser-spec.md 5.4; tracked per MR, 11 item 4).
+    need_inval: KVec<AtomicBool>,
+    /// Task slot of each Data-Out descriptor in flight (its response waits for it).
+    dataout_owner: KVec<AtomicUsize>,
+}
+
+/// Submission-side resources allocated at bind.
+struct Bound {
+    sh: Arc<Shared>,
+    login_req: DmaBuf,
     ring_posted: bool,
-    slots: KVVec<Slot>,
-    fr: KVec<FrDesc>,
+    slots: KVVec<TxSlot>,
+    fr: KVec<Mr>,
     fr_free: FreeList,
     dataout: DmaBuf,
     dataout_free: FreeList,
-    /// Task slot of each Data-Out descriptor in flight (its response waits for it).
-    dataout_owner: KVec<usize>,
     /// Send-queue signalling state.
     signals: sq::Signals,
-    lkey: u32,
     global_rkey: Option<u32>,
-    remote_inv: bool,
     always_register: bool,
-    discovery: bool,
     dev: crate::ffi::rdma::DeviceRef,
     st: Arc<ConnStats>,
+}
+
+/// Completion-side resources allocated at bind.
+struct RxSide {
+    sh: Arc<Shared>,
+    /// Consumed ring buffers not yet reposted.
+    batch: sq::RxBatch,
+    slots: KVVec<RxSlot>,
 }
 
 /// Entries of the CQE table: `n` task slots, `nrx` receive buffers, then the fixed entries
@@ -210,7 +242,7 @@ fn cqe_table_len(n: usize, nrx: usize) -> usize {
     n + nrx + 3 + DATAOUT_DESCS
 }
 
-impl Bound {
+impl Shared {
     fn cqe_of(&self, c: Cqe) -> crate::ffi::rdma::CqeRef {
         let (n, r) = (self.n, self.n + self.nrx);
         self.cqes.get(match c {
@@ -241,32 +273,11 @@ impl Bound {
         })
     }
 
-    /// Gives consumed ring buffer `i` back to the target: held until [`sq::RX_BATCH`] are
-    /// consumed, then posted in one chain (the ring has that many spare buffers).
-    fn repost_rx(&mut self, qp: &Qp<IserConn>, i: usize) -> Result {
-        let Some(batch) = self.rx_batch.push(i) else {
-            return Ok(());
-        };
-        let mut wrs = [(self.cqe_of(Cqe::Rx(0)), Sge::default()); sq::RX_BATCH];
-        for (w, &j) in wrs.iter_mut().zip(batch.iter()) {
-            let off = j * sizing::RX_PAYLOAD;
-            self.rx.sync_for_device(off, sizing::RX_PAYLOAD);
-            *w = (
-                self.cqe_of(Cqe::Rx(j)),
-                Sge {
-                    addr: self.rx.dma(off),
-                    len: sizing::RX_PAYLOAD as u32,
-                    lkey: self.lkey,
-                },
-            );
-        }
-        qp.post_recv_many(&wrs)
-    }
-
-    fn post_rx(&self, qp: &Qp<IserConn>, i: usize) -> Result {
+    /// The work request giving ring buffer `i` to the target.
+    fn rx_wr(&self, i: usize) -> (crate::ffi::rdma::CqeRef, Sge) {
         let off = i * sizing::RX_PAYLOAD;
         self.rx.sync_for_device(off, sizing::RX_PAYLOAD);
-        qp.post_recv(
+        (
             self.cqe_of(Cqe::Rx(i)),
             Sge {
                 addr: self.rx.dma(off),
@@ -276,6 +287,37 @@ impl Bound {
         )
     }
 
+    fn post_rx(&self, rq: &RecvQp, i: usize) -> Result {
+        let (cqe, sge) = self.rx_wr(i);
+        rq.post_recv(cqe, sge)
+    }
+
+    /// Lowers task slot `i`'s count of pending SENDs; true when it reached zero.
+    fn send_done(&self, i: usize) -> bool {
+        self.slots.get(i).is_some_and(|s| {
+            s.sends_pending
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| v.checked_sub(1))
+                == Ok(1)
+        })
+    }
+}
+
+impl RxSide {
+    /// Gives consumed ring buffer `i` back to the target: held until [`sq::RX_BATCH`] are
+    /// consumed, then posted in one chain (the ring has that many spare buffers).
+    fn repost(&mut self, rq: &RecvQp, i: usize) -> Result {
+        let Some(batch) = self.batch.push(i) else {
+            return Ok(());
+        };
+        let mut wrs = [(self.sh.cqe_of(Cqe::Rx(0)), Sge::default()); sq::RX_BATCH];
+        for (w, &j) in wrs.iter_mut().zip(batch.iter()) {
+            *w = self.sh.rx_wr(j);
+        }
+        rq.post_recv_many(&wrs)
+    }
+}
+
+impl Bound {
     /// Releases one direction's mapping and MR (the MR stays valid until reused: lazy
     /// invalidation, iser-spec.md 5.4).
     fn release_dir(&mut self, d: DirRes) {
@@ -290,21 +332,28 @@ impl Bound {
             Some(s) => [s.dirs[0].take(), s.dirs[1].take()],
             None => return,
         };
+        if let Some(s) = self.sh.slots.get(i) {
+            for e in &s.exposed {
+                e.store(ptask::Exposed::None.encode(), Ordering::Release);
+            }
+        }
         for d in dirs.into_iter().flatten() {
             self.release_dir(d);
         }
     }
 
-    /// Exposes a mapped buffer to the target: DMA key or fast registration (5.1).
+    /// Exposes a mapped buffer to the target: DMA key or fast registration (5.1). Returns
+    /// the mapping (with the MR index if registered), the MR's new rkey and the rkey to
+    /// invalidate first.
     fn register(
         &mut self,
         sg: MappedSg,
         all_imm: bool,
-    ) -> Result<(DirRes, Option<usize>, Option<u32>)> {
+    ) -> Result<(DirRes, Option<u32>, Option<u32>)> {
         if sg.nents() == 1 && (all_imm || !self.always_register) {
             Stats::inc(&self.st.s.c.reg_dma_key);
             let (addr, _len) = sg.first();
-            let lkey = self.lkey;
+            let lkey = self.sh.lkey;
             return Ok((
                 DirRes {
                     sg,
@@ -322,12 +371,17 @@ impl Bound {
             sg.unmap();
             return Err(EAGAIN);
         };
-        let d = &mut self.fr[i];
-        let old_key = d.mr.rkey();
-        let inval = d.need_inval.then_some(old_key);
-        if let Err(e) = d.mr.map(&sg) {
+        let (Some(mr), Some(need_inval)) = (self.fr.get_mut(i), self.sh.need_inval.get(i)) else {
+            sg.unmap();
+            return Err(EINVAL);
+        };
+        let old_key = mr.rkey();
+        // A remote invalidation of this MR's last use cleared the flag before the response
+        // that completed the task was delivered, so before the MR came back to the pool.
+        let inval = need_inval.load(Ordering::Acquire).then_some(old_key);
+        if let Err(e) = mr.map(&sg) {
             // Nothing was posted: the MR keeps its registration and key.
-            d.mr.restore_key(old_key);
+            mr.restore_key(old_key);
             iser_err!(
                 "failed to map {} DMA entries for registration: {:?}\n",
                 sg.nents(),
@@ -337,13 +391,13 @@ impl Bound {
             sg.unmap();
             return Err(e);
         }
-        d.need_inval = true;
+        need_inval.store(true, Ordering::Release);
         Stats::inc(&self.st.s.c.reg_fastreg);
         if inval.is_some() {
             Stats::inc(&self.st.s.c.inval_local);
         }
-        let (iova, _) = d.mr.range();
-        let lkey = d.mr.lkey();
+        let (iova, _) = mr.range();
+        let (lkey, rkey) = (mr.lkey(), mr.rkey());
         Ok((
             DirRes {
                 sg,
@@ -351,7 +405,7 @@ impl Bound {
                 lkey,
                 iova,
             },
-            Some(i),
+            Some(rkey),
             inval,
         ))
     }
@@ -361,9 +415,11 @@ impl Bound {
         for i in 0..self.slots.len() {
             self.release_task(i);
             if let Some(s) = self.slots.get_mut(i) {
-                s.deferred = None;
-                s.sends_pending = 0;
                 s.hdr = None;
+            }
+            if let Some(s) = self.sh.slots.get(i) {
+                s.sends_pending.store(0, Ordering::Relaxed);
+                s.xmit_busy.store(false, Ordering::Relaxed);
             }
         }
     }
@@ -378,6 +434,8 @@ pub(crate) struct IserConn {
     up: CondVar,
     #[pin]
     dp: SpinLock<Dp>,
+    #[pin]
+    rx: SpinLock<Rx>,
     peer: SocketAddr,
     /// Reports a transmit failure found where `iscsi_conn_failure` cannot be called (under
     /// libiscsi's `frwd_lock`) as `ISCSI_ERR_XMIT_FAILED`; runs on the module's workqueue.
@@ -492,6 +550,7 @@ impl IserConn {
                 }, "iser_conn_ctrl"),
                 up <- new_condvar!("iser_conn_up"),
                 dp <- new_spinlock!(Dp { qp: None, bound: None }, "iser_conn_dp"),
+                rx <- new_spinlock!(Rx { rq: None, side: None }, "iser_conn_rx"),
                 peer: dst,
                 fail_work <- kernel::workqueue::new_work!("iser_conn_fail"),
                 stats,
@@ -565,6 +624,16 @@ impl IserConn {
         r
     }
 
+    /// [`IserConn::with_dp_bh`] for the completion side.
+    fn with_rx_bh<R>(&self, f: impl FnOnce(&mut Rx) -> R) -> R {
+        let bh = bh::Disabled::new();
+        let mut g = self.rx.lock();
+        let r = f(&mut g);
+        drop(g);
+        drop(bh);
+        r
+    }
+
     /// Terminates the connection if it is up (3.8.1); returns whether it did.
     fn terminate(&self, ctrl: &mut Ctrl) -> bool {
         if ctrl.state != State::Up {
@@ -591,17 +660,21 @@ impl IserConn {
             ctrl.state = State::Terminating;
             self.up.notify_all();
         }
-        let qp = self.with_dp_bh(|dp| dp.qp.take());
-        if let Some(qp) = &qp {
-            // All posted work completes (flushed) before this returns; completion handlers
-            // find no QP and post nothing new.
-            qp.drain();
+        // The completion side first: from here on completion handlers find nothing, so
+        // they neither repost receives nor deliver PDUs; then the send side.
+        let (rq, side) = self.with_rx_bh(|rx| (rx.rq.take(), rx.side.take()));
+        let mut qp = self.with_dp_bh(|dp| dp.qp.take());
+        if let Some(qp) = &mut qp {
+            // All posted work completes (flushed) before this returns.
+            qp.drain(rq);
         }
         let bound = self.with_dp_bh(|dp| dp.bound.take());
         if let Some(mut b) = bound {
             b.release_all();
             drop(b);
         }
+        // The ring's buffers go with the last reference to the shared state, after the drain.
+        drop(side);
         if let Some(qp) = qp {
             qp.destroy();
         }
@@ -675,11 +748,14 @@ impl IserConn {
         };
         let info = iconn.session_info();
         let st = this.stats.clone();
-        let b = Self::alloc_bound(iconn, &info, s, &d, ctrl.remote_inv, st).inspect_err(|e| {
-            iser_err!("failed allocating connection buffers: {:?}\n", e);
-        })?;
+        let (b, side) =
+            Self::alloc_bound(iconn, &info, s, &d, ctrl.remote_inv, st).inspect_err(|e| {
+                iser_err!("failed allocating connection buffers: {:?}\n", e);
+            })?;
         let old = this.with_dp_bh(|dp| dp.bound.replace(b));
+        let old_side = this.with_rx_bh(|rx| rx.side.replace(side));
         drop(old);
+        drop(old_side);
         ctrl.iscsi = Some(iconn);
         iconn.bind(this.clone());
         // Statistics in debugfs, named like the connection in sysfs. A failure (debugfs off,
@@ -704,58 +780,98 @@ impl IserConn {
         d: &IserDevice,
         remote_inv: bool,
         st: Arc<ConnStats>,
-    ) -> Result<Bound> {
+    ) -> Result<(Bound, RxSide)> {
         let n = (info.cmds_max as usize).max(1);
         let nrx = n + sq::RX_BATCH;
         let dev = d.dev;
-        let mut slots = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut tx_slots = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut sh_slots = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut rx_slots = KVVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
-            slots.push(Slot::new(), GFP_KERNEL)?;
-        }
-        let nfr = (info.scsi_cmds_max as usize).max(1);
-        let mut fr = KVec::with_capacity(nfr, GFP_KERNEL)?;
-        // Discovery sessions carry no SCSI data: no registration pool.
-        let nfr = if info.discovery { 0 } else { nfr };
-        for _ in 0..nfr {
-            fr.push(
-                FrDesc {
-                    mr: Mr::new(&d.pd, d.caps.sg_gaps_reg, s.pages_per_mr)?,
-                    need_inval: false,
+            tx_slots.push(
+                TxSlot {
+                    hdr: None,
+                    dirs: [None, None],
                 },
                 GFP_KERNEL,
             )?;
+            sh_slots.push(
+                SlotShared {
+                    sends_pending: AtomicU32::new(0),
+                    xmit_busy: AtomicBool::new(false),
+                    t0: AtomicU64::new(0),
+                    exposed: [AtomicU64::new(0), AtomicU64::new(0)],
+                },
+                GFP_KERNEL,
+            )?;
+            rx_slots.push(
+                RxSlot {
+                    put_on_send: None,
+                    deferred: None,
+                    dbuf: [0; sizing::RX_PAYLOAD],
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        // Discovery sessions carry no SCSI data: no registration pool.
+        let nfr = if info.discovery {
+            0
+        } else {
+            (info.scsi_cmds_max as usize).clamp(1, ptask::EXPOSED_MAX_MRS as usize)
+        };
+        let mut fr = KVec::with_capacity(nfr, GFP_KERNEL)?;
+        let mut need_inval = KVec::with_capacity(nfr, GFP_KERNEL)?;
+        for _ in 0..nfr {
+            fr.push(
+                Mr::new(&d.pd, d.caps.sg_gaps_reg, s.pages_per_mr)?,
+                GFP_KERNEL,
+            )?;
+            need_inval.push(AtomicBool::new(false), GFP_KERNEL)?;
         }
         let fr_free = FreeList::new(nfr)?;
         let dataout_free = FreeList::new(DATAOUT_DESCS)?;
         let mut dataout_owner = KVec::with_capacity(DATAOUT_DESCS, GFP_KERNEL)?;
         for _ in 0..DATAOUT_DESCS {
-            dataout_owner.push(usize::MAX, GFP_KERNEL)?;
+            dataout_owner.push(AtomicUsize::new(usize::MAX), GFP_KERNEL)?;
         }
-        Ok(Bound {
-            iscsi,
-            n,
-            nrx,
-            rx_batch: sq::RxBatch::default(),
-            cqes: CqeTable::new(cqe_table_len(n, nrx))?,
-            rx: DmaBuf::new(dev, nrx * sizing::RX_PAYLOAD, DmaDir::FromDevice)?,
+        let sh = Arc::new(
+            Shared {
+                iscsi,
+                n,
+                nrx,
+                cqes: CqeTable::new(cqe_table_len(n, nrx))?,
+                rx: DmaBuf::new(dev, nrx * sizing::RX_PAYLOAD, DmaDir::FromDevice)?,
+                login_rsp: DmaBuf::new(dev, sizing::RX_LOGIN_SIZE, DmaDir::FromDevice)?,
+                lkey: d.pd.local_dma_lkey(),
+                remote_inv,
+                discovery: info.discovery,
+                slots: sh_slots,
+                need_inval,
+                dataout_owner,
+            },
+            GFP_KERNEL,
+        )?;
+        let side = RxSide {
+            sh: sh.clone(),
+            batch: sq::RxBatch::default(),
+            slots: rx_slots,
+        };
+        let b = Bound {
+            sh,
             login_req: DmaBuf::new(dev, sizing::LOGIN_DATA_LEN, DmaDir::ToDevice)?,
-            login_rsp: DmaBuf::new(dev, sizing::RX_LOGIN_SIZE, DmaDir::FromDevice)?,
             ring_posted: false,
-            slots,
+            slots: tx_slots,
             fr,
             fr_free,
             dataout: DmaBuf::new(dev, DATAOUT_DESCS * sizing::HEADERS_LEN, DmaDir::ToDevice)?,
             dataout_free,
-            dataout_owner,
             signals: sq::Signals::default(),
-            lkey: d.pd.local_dma_lkey(),
             global_rkey: d.pd.global_rkey(),
-            remote_inv,
             always_register: params::always_register(),
-            discovery: info.discovery,
             dev,
             st,
-        })
+        };
+        Ok((b, side))
     }
 
     /// `stop_conn` (3.7): terminate and release the RDMA side if `ep_disconnect` has not,
@@ -814,12 +930,28 @@ impl IserConn {
                 })?);
             }
             Ok(if task.is_scsi() {
-                Self::send_command(qp, b, task).and_then(|()| {
+                // A response that overtakes the unsolicited Data-Outs waits for them to be
+                // posted and counted (see `SlotShared::xmit_busy`).
+                let busy = task.has_unsol_data();
+                let idx = task.index();
+                let mark = |b: &Bound, v: bool| {
+                    if let Some(s) = b.sh.slots.get(idx) {
+                        s.xmit_busy.store(v, Ordering::Release);
+                    }
+                };
+                if busy {
+                    mark(b, true);
+                }
+                let r = Self::send_command(qp, b, task).and_then(|()| {
                     Self::send_data_outs(qp, b, task)
                         .map_err(|err| XmitError::Fatal { err, sent: true })
-                })
+                });
+                if busy {
+                    mark(b, false);
+                }
+                r
             } else {
-                Self::send_control(qp, b, task)
+                Self::send_control(qp, b, &this.rx, task)
             })
         })?;
         match r {
@@ -852,13 +984,14 @@ impl IserConn {
         data: Option<Sge>,
         track: bool,
     ) -> Result {
-        let lkey = b.lkey;
+        let lkey = b.sh.lkey;
         let sig = b.signals.next(track);
-        let cqe = b.cqe_of(match sig {
+        let cqe = b.sh.cqe_of(match sig {
             sq::Signal::Track => Cqe::Send(idx),
             _ => Cqe::Quiet,
         });
-        let reg_cqe = b.cqe_of(Cqe::Reg);
+        let reg_cqe = b.sh.cqe_of(Cqe::Reg);
+        let pending = &b.sh.slots.get(idx).ok_or(EINVAL)?.sends_pending;
         let slot = b.slots.get(idx).ok_or(EINVAL)?;
         let h = slot.hdr.as_ref().ok_or(EINVAL)?;
         let mut sges = [
@@ -892,12 +1025,24 @@ impl IserConn {
                 Gather::Mapped(&sges[..nsge])
             }
         };
-        let rr = reg.map(|(i, inval)| RegReq {
-            mr: &b.fr[i].mr,
-            invalidate: inval,
-            cqe: reg_cqe,
-        });
+        let rr = match reg {
+            Some((i, inval)) => Some(RegReq {
+                mr: b.fr.get(i).ok_or(EINVAL)?,
+                invalidate: inval,
+                cqe: reg_cqe,
+            }),
+            None => None,
+        };
+        // Counted before the post: the completion may run on another CPU before the post
+        // returns.
+        let track = matches!(sig, sq::Signal::Track);
+        if track {
+            pending.fetch_add(1, Ordering::AcqRel);
+        }
         if let Err(e) = qp.post_send(rr, cqe, payload, sig.signaled()) {
+            if track {
+                pending.fetch_sub(1, Ordering::AcqRel);
+            }
             Stats::inc(&b.st.s.c.err_post);
             return Err(e);
         }
@@ -905,14 +1050,8 @@ impl IserConn {
             Stats::inc(&b.st.s.c.sends_inline);
         }
         b.signals.posted(sig);
-        match sig {
-            sq::Signal::Track => {
-                if let Some(s) = b.slots.get_mut(idx) {
-                    s.sends_pending += 1;
-                }
-            }
-            sq::Signal::Quiet => Stats::inc(&b.st.s.c.sends_unsignaled),
-            sq::Signal::Reclaim => {}
+        if matches!(sig, sq::Signal::Quiet) {
+            Stats::inc(&b.st.s.c.sends_unsignaled);
         }
         Ok(())
     }
@@ -920,6 +1059,7 @@ impl IserConn {
     fn send_control(
         qp: &Qp<IserConn>,
         b: &mut Bound,
+        rx: &SpinLock<Rx>,
         task: &mut Task<'_>,
     ) -> core::result::Result<(), XmitError> {
         let fatal = |err| XmitError::Fatal { err, sent: false };
@@ -950,39 +1090,55 @@ impl IserConn {
             data = Some(Sge {
                 addr: b.login_req.dma(0),
                 len: n as u32,
-                lkey: b.lkey,
+                lkey: b.sh.lkey,
             });
         }
         if login_task {
-            b.login_rsp.sync_for_device(0, sizing::RX_LOGIN_SIZE);
-            qp.post_recv(
-                b.cqe_of(Cqe::LoginRx),
+            let sh = &*b.sh;
+            let g = rx.lock();
+            let rq = g.rq.as_ref().ok_or(ENODEV).map_err(fatal)?;
+            sh.login_rsp.sync_for_device(0, sizing::RX_LOGIN_SIZE);
+            rq.post_recv(
+                sh.cqe_of(Cqe::LoginRx),
                 Sge {
-                    addr: b.login_rsp.dma(0),
+                    addr: sh.login_rsp.dma(0),
                     len: sizing::RX_LOGIN_SIZE as u32,
-                    lkey: b.lkey,
+                    lkey: sh.lkey,
                 },
             )
             .map_err(fatal)?;
             let to_ffp = op == bhs::OP_LOGIN && ptask::login_to_ffp(bhs_bytes[1]);
             // Pre-post the ring (all but slot 0, which follows the final login response)
             // once, before the request that may enter full feature phase (4.11).
-            if to_ffp && !b.discovery && !b.ring_posted {
-                for i in 1..b.nrx {
-                    b.post_rx(qp, i).map_err(fatal)?;
+            if to_ffp && !sh.discovery && !b.ring_posted {
+                for i in 1..sh.nrx {
+                    sh.post_rx(rq, i).map_err(fatal)?;
                 }
                 b.ring_posted = true;
             }
         }
+        // A PDU nobody answers (reserved ITT: a NOP-Out) gives its task reference back when
+        // its SEND completed: recorded before the post, which the completion may overtake.
         let reserved = bhs::itt(&bhs_bytes) == bhs::RESERVED_ITT;
-        Self::post_task_send(qp, b, idx, None, data, true).map_err(fatal)?;
-        Stats::inc(&b.st.s.c.control_pdus);
         if reserved {
-            if let Some(s) = b.slots.get_mut(idx) {
-                s.put_on_send = Some(task.handle());
-            }
+            Self::set_put_on_send(rx, idx, Some(task.handle()));
         }
+        if let Err(e) = Self::post_task_send(qp, b, idx, None, data, true) {
+            if reserved {
+                Self::set_put_on_send(rx, idx, None);
+            }
+            return Err(fatal(e));
+        }
+        Stats::inc(&b.st.s.c.control_pdus);
         Ok(())
+    }
+
+    /// Sets (or clears) the task reference slot `idx` drops when its SENDs completed.
+    fn set_put_on_send(rx: &SpinLock<Rx>, idx: usize, h: Option<TaskHandle>) {
+        let mut g = rx.lock();
+        if let Some(s) = g.side.as_mut().and_then(|s| s.slots.get_mut(idx)) {
+            s.put_on_send = h;
+        }
     }
 
     fn send_command(
@@ -1026,10 +1182,16 @@ impl IserConn {
             let imm = task.imm_count();
             let all_imm = dir == DataDir::Write && data.len == imm;
             counts = (data.len, imm);
-            let (res, fr, inval) = b.register(sg, all_imm)?;
-            let rkey = match fr {
-                Some(i) => b.fr[i].mr.rkey(),
-                None => b.global_rkey.unwrap_or(0),
+            let (res, mr_rkey, inval) = b.register(sg, all_imm)?;
+            let (rkey, exposed) = match (res.fr, mr_rkey) {
+                (Some(i), Some(rkey)) => (
+                    rkey,
+                    ptask::Exposed::Mr {
+                        idx: i as u32,
+                        rkey,
+                    },
+                ),
+                _ => (b.global_rkey.unwrap_or(0), ptask::Exposed::DmaKey),
             };
             match dir {
                 DataDir::Read => {
@@ -1050,7 +1212,12 @@ impl IserConn {
                     }
                 }
             }
-            reg = fr.map(|i| (i, inval));
+            reg = res.fr.map(|i| (i, inval));
+            // Published before the post: the response's Send with Invalidate is checked
+            // against it.
+            if let Some(s) = b.sh.slots.get(idx) {
+                s.exposed[slot_dir].store(exposed.encode(), Ordering::Release);
+            }
             if let Some(s) = b.slots.get_mut(idx) {
                 if let Some(old) = s.dirs[slot_dir].replace(res) {
                     b.release_dir(old);
@@ -1058,8 +1225,8 @@ impl IserConn {
             }
         }
         task.hdrs_mut()[..hdr::LEN].copy_from_slice(&header.encode());
-        if let Some(s) = b.slots.get_mut(idx) {
-            s.t0 = time::clock_ns();
+        if let Some(s) = b.sh.slots.get(idx) {
+            s.t0.store(time::clock_ns(), Ordering::Relaxed);
         }
         // Immediate data reads the SCSI buffer: the response waits for this completion.
         let track = imm_sge.is_some();
@@ -1122,7 +1289,7 @@ impl IserConn {
                 Sge {
                     addr: b.dataout.dma(off),
                     len: sizing::HEADERS_LEN as u32,
-                    lkey: b.lkey,
+                    lkey: b.sh.lkey,
                 },
                 Sge {
                     addr: iova + u64::from(doff),
@@ -1130,12 +1297,25 @@ impl IserConn {
                     lkey,
                 },
             ];
+            // Owner and count before the post, which the completion may overtake.
+            let (Some(owner), Some(pending)) = (
+                b.sh.dataout_owner.get(di),
+                b.sh.slots.get(idx).map(|s| &s.sends_pending),
+            ) else {
+                task.undo_data_out();
+                b.dataout_free.push(di);
+                return Err(EINVAL);
+            };
+            owner.store(idx, Ordering::Release);
+            pending.fetch_add(1, Ordering::AcqRel);
             if let Err(e) = qp.post_send(
                 None,
-                b.cqe_of(Cqe::DataOut(di)),
+                b.sh.cqe_of(Cqe::DataOut(di)),
                 Gather::Mapped(&sges),
                 true,
             ) {
+                pending.fetch_sub(1, Ordering::AcqRel);
+                owner.store(usize::MAX, Ordering::Release);
                 Stats::inc(&b.st.s.c.err_post);
                 iser_err!("posting Data-Out failed: {:?}\n", e);
                 task.undo_data_out();
@@ -1144,12 +1324,6 @@ impl IserConn {
             }
             task.advance_unsol(dlen);
             b.signals.posted(sq::Signal::Track);
-            if let Some(o) = b.dataout_owner.get_mut(di) {
-                *o = idx;
-            }
-            if let Some(s) = b.slots.get_mut(idx) {
-                s.sends_pending += 1;
-            }
             Stats::inc(&b.st.s.c.dataout_pdus);
             Stats::add(&b.st.s.c.bytes_dataout, dlen.into());
         }
@@ -1200,12 +1374,12 @@ impl IserConn {
     }
 
     /// A completed receive of the login/text response buffer.
-    fn on_login_rx(st: &ConnStats, mut g: DpGuard<'_>, wc: &Wc) {
-        let dp = &mut *g;
-        let Some(b) = dp.bound.as_mut() else {
+    fn on_login_rx(st: &ConnStats, g: RxGuard<'_>, wc: &Wc) {
+        let Some(side) = g.side.as_ref() else {
             return;
         };
-        let iconn = b.iscsi;
+        let sh = &*side.sh;
+        let iconn = sh.iscsi;
         if !wc.ok {
             drop(g);
             log_wc_error(st, "login_rsp", wc);
@@ -1214,9 +1388,9 @@ impl IserConn {
             }
             return;
         }
-        b.login_rsp.sync_for_cpu(0, sizing::RX_LOGIN_SIZE);
-        let buf = b.login_rsp.bytes();
-        let r = match rx::parse(buf, wc.byte_len as usize, sizing::LOGIN_DATA_LEN, b.n) {
+        sh.login_rsp.sync_for_cpu(0, sizing::RX_LOGIN_SIZE);
+        let buf = sh.login_rsp.bytes();
+        let r = match rx::parse(buf, wc.byte_len as usize, sizing::LOGIN_DATA_LEN, sh.n) {
             Ok(r) => r,
             Err(e) => {
                 drop(g);
@@ -1238,9 +1412,9 @@ impl IserConn {
             return;
         }
         let ffp = r.pdu.opcode == bhs::OP_LOGIN_RSP && ptask::login_to_ffp(r.pdu.flags);
-        if ffp && !b.discovery {
-            if let Some(qp) = &dp.qp {
-                if let Err(e) = b.post_rx(qp, 0) {
+        if ffp && !sh.discovery {
+            if let Some(rq) = &g.rq {
+                if let Err(e) = sh.post_rx(rq, 0) {
                     iser_err!("posting receive buffer 0 failed: {:?}\n", e);
                 }
             }
@@ -1250,14 +1424,14 @@ impl IserConn {
     }
 
     /// A completed receive of ring buffer `i`: validate, give the buffer back to the target,
-    /// then deliver the PDU, or hold it in its task's slot until the task's SEND completed
+    /// then deliver the PDU, or hold it in its task's slot until the task's SENDs completed
     /// (iser-spec.md 11, latent issues).
-    fn on_rx(st: &ConnStats, mut g: DpGuard<'_>, wc: &Wc, i: usize) {
-        let dp = &mut *g;
-        let Some(b) = dp.bound.as_mut() else {
+    fn on_rx<'a>(&'a self, st: &ConnStats, mut g: RxGuard<'a>, wc: &Wc, i: usize) {
+        let Rx { rq, side } = &mut *g;
+        let Some(side) = side.as_mut() else {
             return;
         };
-        let iconn = b.iscsi;
+        let iconn = side.sh.iscsi;
         if !wc.ok {
             drop(g);
             log_wc_error(st, "task_rsp", wc);
@@ -1267,19 +1441,26 @@ impl IserConn {
             return;
         }
         let off = i * sizing::RX_PAYLOAD;
-        b.rx.sync_for_cpu(off, sizing::RX_PAYLOAD);
-        let buf =
-            b.rx.bytes()
-                .get(off..off + sizing::RX_PAYLOAD)
-                .unwrap_or(&[]);
-        let r = rx::parse(buf, wc.byte_len as usize, sizing::RECV_DATA_SEG_LEN, b.n);
+        side.sh.rx.sync_for_cpu(off, sizing::RX_PAYLOAD);
+        let buf = side
+            .sh
+            .rx
+            .bytes()
+            .get(off..off + sizing::RX_PAYLOAD)
+            .unwrap_or(&[]);
+        let r = rx::parse(
+            buf,
+            wc.byte_len as usize,
+            sizing::RECV_DATA_SEG_LEN,
+            side.sh.n,
+        );
         // One copy of the whole buffer, without zeroing a stack array first; only the
         // validated `len` bytes are used.
         let mut copy: [u8; sizing::RX_PAYLOAD] = buf.try_into().unwrap_or([0; sizing::RX_PAYLOAD]);
         let len = r.as_ref().map_or(0, |r| r.len);
         // The copy is ours: give the buffer back to the target (4.11), in batches.
-        if let Some(qp) = &dp.qp {
-            if let Err(e) = b.repost_rx(qp, i) {
+        if let Some(rq) = rq {
+            if let Err(e) = side.repost(rq, i) {
                 iser_err!("reposting receive buffers (up to {}) failed: {:?}\n", i, e);
             }
         }
@@ -1292,14 +1473,17 @@ impl IserConn {
             }
         };
         Stats::inc(&st.s.c.pdus_rx);
+        let sh = &*side.sh;
+        let slot = r.slot.and_then(|s| sh.slots.get(s).map(|x| (s, x)));
         if r.pdu.opcode == bhs::OP_SCSI_RSP {
             Stats::inc(&st.s.c.scsi_rsp_rx);
-            if let Some(s) = r.slot.and_then(|s| b.slots.get(s)) {
-                st.s.lat.record(time::clock_ns().saturating_sub(s.t0));
+            if let Some((_, s)) = slot {
+                let t0 = s.t0.load(Ordering::Relaxed);
+                st.s.lat.record(time::clock_ns().saturating_sub(t0));
             }
         }
         if let Some(rkey) = wc.invalidated_rkey {
-            if let Err(reason) = Self::remote_invalidate(b, r.slot, rkey) {
+            if let Err(reason) = Self::remote_invalidate(sh, slot.map(|(_, s)| s), rkey) {
                 drop(g);
                 iser_err!("{} (rkey {:#x}), terminating connection\n", reason, rkey);
                 fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
@@ -1307,52 +1491,78 @@ impl IserConn {
             }
             Stats::inc(&st.s.c.inval_remote);
         }
-        if let Some(s) = r.slot.and_then(|s| b.slots.get_mut(s)) {
-            if s.sends_pending > 0 {
-                if s.deferred.is_some() {
-                    // Two responses for one task before its request was even sent: the
-                    // target is broken; completing the task now would free buffers the
-                    // HCA may still be reading.
-                    drop(g);
-                    iser_err!(
-                        "second response for task {} before its request completed, terminating connection\n",
-                        r.pdu.itt
-                    );
-                    Stats::inc(&st.s.c.err_protocol);
-                    fail(st, iconn, crate::ffi::iscsi::err::PROTO);
-                    return;
-                }
-                Stats::inc(&st.s.c.rsp_before_send_done);
-                s.dbuf[..len].copy_from_slice(&copy[..len]);
-                s.deferred = Some(len);
+        let Some((si, s)) = slot else {
+            drop(g);
+            Self::deliver(st, iconn, &mut copy[..len]);
+            return;
+        };
+        if s.xmit_busy.load(Ordering::Acquire) {
+            // The response overtook the unsolicited Data-Outs of its own command (a target
+            // answering early): wait until `xmit_task`, which holds `dp` until every SEND of
+            // the task is posted and counted, is done. Rare; `rx` is not held meanwhile.
+            drop(g);
+            drop(self.dp.lock());
+            g = self.rx.lock();
+            if g.side.is_none() {
+                // Torn down meanwhile: the task is failed by libiscsi.
                 return;
             }
+        }
+        let Some(side) = g.side.as_mut() else {
+            return;
+        };
+        let pending = side
+            .sh
+            .slots
+            .get(si)
+            .is_some_and(|s| s.sends_pending.load(Ordering::Acquire) > 0);
+        if let (true, Some(rs)) = (pending, side.slots.get_mut(si)) {
+            if rs.deferred.is_some() {
+                // Two responses for one task before its request was even sent: the target
+                // is broken; completing the task now would free buffers the HCA may still
+                // be reading.
+                drop(g);
+                iser_err!(
+                    "second response for task {} before its request completed, terminating connection\n",
+                    r.pdu.itt
+                );
+                Stats::inc(&st.s.c.err_protocol);
+                fail(st, iconn, crate::ffi::iscsi::err::PROTO);
+                return;
+            }
+            Stats::inc(&st.s.c.rsp_before_send_done);
+            rs.dbuf[..len].copy_from_slice(&copy[..len]);
+            rs.deferred = Some(len);
+            return;
         }
         drop(g);
         Self::deliver(st, iconn, &mut copy[..len]);
     }
 
-    /// Checks a Send with Invalidate against the task's registration (5.5).
+    /// Checks a Send with Invalidate against what the task's buffers expose (5.5).
     fn remote_invalidate(
-        b: &mut Bound,
-        slot: Option<usize>,
+        sh: &Shared,
+        slot: Option<&SlotShared>,
         rkey: u32,
     ) -> core::result::Result<(), &'static str> {
-        if !b.remote_inv {
+        if !sh.remote_inv {
             return Err("unexpected remote invalidation");
         }
-        let s = slot
-            .and_then(|s| b.slots.get(s))
-            .ok_or("remote invalidation for an unknown task")?;
+        let s = slot.ok_or("remote invalidation for an unknown task")?;
         let mut matched = false;
-        for d in s.dirs.iter().flatten() {
-            let Some(i) = d.fr else {
-                return Err("remote invalidation of an unregistered buffer");
-            };
-            if let Some(f) = b.fr.get_mut(i) {
-                if f.mr.rkey() == rkey {
-                    f.need_inval = false;
-                    matched = true;
+        for e in &s.exposed {
+            match ptask::Exposed::decode(e.load(Ordering::Acquire)) {
+                ptask::Exposed::None => {}
+                ptask::Exposed::DmaKey => {
+                    return Err("remote invalidation of an unregistered buffer")
+                }
+                ptask::Exposed::Mr { idx, rkey: k } => {
+                    if k == rkey {
+                        if let Some(f) = sh.need_inval.get(idx as usize) {
+                            f.store(false, Ordering::Release);
+                            matched = true;
+                        }
+                    }
                 }
             }
         }
@@ -1365,31 +1575,44 @@ impl IserConn {
 
     /// A completed SEND (command, control PDU: `Cqe::Send(i)`) or Data-Out (`dataout`) that
     /// task slot `i` waits for.
-    fn on_send(st: &ConnStats, mut g: DpGuard<'_>, wc: &Wc, i: usize, dataout: Option<usize>) {
-        let Some(b) = g.bound.as_mut() else {
+    fn on_send(
+        &self,
+        st: &ConnStats,
+        mut g: RxGuard<'_>,
+        wc: &Wc,
+        i: usize,
+        dataout: Option<usize>,
+    ) {
+        let Some(side) = g.side.as_mut() else {
             return;
         };
-        let iconn = b.iscsi;
+        let iconn = side.sh.iscsi;
         let mut deferred = None;
         let mut put = None;
         let i = match dataout {
-            Some(di) => {
-                b.dataout_free.push(di);
-                b.dataout_owner
-                    .get_mut(di)
-                    .map_or(usize::MAX, |o| core::mem::replace(o, usize::MAX))
-            }
+            Some(di) => side
+                .sh
+                .dataout_owner
+                .get(di)
+                .map_or(usize::MAX, |o| o.swap(usize::MAX, Ordering::AcqRel)),
             None => i,
         };
-        if let Some(s) = b.slots.get_mut(i) {
-            s.sends_pending = s.sends_pending.saturating_sub(1);
-            if s.sends_pending == 0 {
+        if side.sh.send_done(i) {
+            if let Some(s) = side.slots.get_mut(i) {
                 put = s.put_on_send.take();
                 // Copied out (only when a response waits) to deliver it after unlocking.
                 deferred = s.deferred.take().map(|len| (s.dbuf, len));
             }
         }
         drop(g);
+        if let Some(di) = dataout {
+            // The descriptor belongs to the submission side. Teardown cannot have replaced
+            // the bound state: its drain waits for this handler.
+            let mut d = self.dp.lock();
+            if let Some(b) = d.bound.as_mut() {
+                b.dataout_free.push(di);
+            }
+        }
         if !wc.ok {
             log_wc_error(
                 st,
@@ -1414,21 +1637,21 @@ impl IserConn {
 }
 
 impl CqHandler for IserConn {
-    /// Every completion takes `dp` once: classify, update, copy out, unlock, then call
-    /// libiscsi.
+    /// Every completion takes `rx` once: classify, update, copy out, unlock, then call
+    /// libiscsi. Only Data-Out completions also take `dp` (after `rx`, not under it).
     fn complete(&self, wc: &Wc) {
-        let g = self.dp.lock();
-        let Some(which) = g.bound.as_ref().and_then(|b| b.which(wc.cqe)) else {
+        let g = self.rx.lock();
+        let Some(which) = g.side.as_ref().and_then(|s| s.sh.which(wc.cqe)) else {
             return;
         };
         let st = &*self.stats;
         match which {
-            Cqe::Send(i) => Self::on_send(st, g, wc, i, None),
-            Cqe::DataOut(di) => Self::on_send(st, g, wc, usize::MAX, Some(di)),
-            Cqe::Rx(i) => Self::on_rx(st, g, wc, i),
+            Cqe::Send(i) => self.on_send(st, g, wc, i, None),
+            Cqe::DataOut(di) => self.on_send(st, g, wc, usize::MAX, Some(di)),
+            Cqe::Rx(i) => self.on_rx(st, g, wc, i),
             Cqe::LoginRx => Self::on_login_rx(st, g, wc),
             Cqe::Reg => {
-                let i = g.bound.as_ref().map(|b| b.iscsi);
+                let i = g.side.as_ref().map(|s| s.sh.iscsi);
                 drop(g);
                 log_wc_error(st, "memreg", wc);
                 if let (false, Some(i)) = (wc.flushed, i) {
@@ -1436,7 +1659,7 @@ impl CqHandler for IserConn {
                 }
             }
             Cqe::Quiet => {
-                let i = g.bound.as_ref().map(|b| b.iscsi);
+                let i = g.side.as_ref().map(|s| s.sh.iscsi);
                 drop(g);
                 if !wc.ok {
                     log_wc_error(st, "command", wc);
@@ -1605,7 +1828,7 @@ impl IserConn {
             return Err(EINVAL);
         };
         let cq = Cq::new(d.dev, s.nr_cqe)?;
-        let qp = id.create_qp(
+        let (qp, rq) = id.create_qp(
             &d.pd,
             cq,
             QpCaps {
@@ -1617,7 +1840,9 @@ impl IserConn {
             },
             self.clone(),
         )?;
-        if let Some(old) = self.with_dp_bh(|dp| dp.qp.replace(qp)) {
+        let old_rq = self.with_rx_bh(|rx| rx.rq.replace(rq));
+        if let Some(mut old) = self.with_dp_bh(|dp| dp.qp.replace(qp)) {
+            old.drain(old_rq);
             old.destroy();
         }
         let pd = ctrl.req.encode();

@@ -27,7 +27,7 @@ const MR_ACCESS: c_int = (bindings::ib_access_flags_IB_ACCESS_LOCAL_WRITE
 
 /// Registration page size (`SZ_4K`, iser-spec.md 5.3).
 pub(crate) const REG_PAGE_SIZE: u32 = 4096;
-/// Longest receive chain [`Qp::post_recv_many`] takes.
+/// Longest receive chain [`RecvQp::post_recv_many`] takes.
 pub(crate) const MAX_RECV_CHAIN: usize = 16;
 
 /// Converts an `ERR_PTR`-or-valid pointer into a `Result`.
@@ -628,7 +628,7 @@ impl<T: CmHandler> CmId<T> {
         cq: Cq,
         caps: QpCaps,
         ctx: Arc<H>,
-    ) -> Result<Qp<H>> {
+    ) -> Result<(Qp<H>, RecvQp)> {
         let raw = Arc::into_raw(ctx);
         let (id, pdp) = (self.ptr.as_ptr(), pd.ptr.as_ptr());
         let init = |inline| bindings::ib_qp_init_attr {
@@ -665,16 +665,21 @@ impl<T: CmHandler> CmId<T> {
             return Err(Error::from_errno(rc));
         }
         // SAFETY: `rdma_create_qp` succeeded, so `id->qp` is set.
-        let qp = unsafe { (*self.ptr.as_ptr()).qp };
-        Ok(Qp {
-            qp: NonNull::new(qp).ok_or(EINVAL)?,
-            id: self.ptr,
-            cq,
-            ctx: raw,
-            // Providers write back what they granted (possibly more than asked); never use
-            // more than was asked for.
-            max_inline: attr.cap.max_inline_data.min(caps.max_inline_data),
-        })
+        let qp = NonNull::new(unsafe { (*self.ptr.as_ptr()).qp }).ok_or(EINVAL)?;
+        Ok((
+            Qp {
+                qp,
+                id: self.ptr,
+                cq,
+                ctx: raw,
+                // Providers write back what they granted (possibly more than asked); never
+                // use more than was asked for.
+                max_inline: attr.cap.max_inline_data.min(caps.max_inline_data),
+                recv_out: true,
+            },
+            // INVARIANT: `recv_out` records that this handle exists.
+            RecvQp { qp },
+        ))
     }
 
     /// Local and remote QP numbers, for the log.
@@ -1054,13 +1059,33 @@ pub(crate) struct RegReq<'a> {
 /// - `qp` is `id->qp`, created by `rdma_create_qp` with context `ctx` (an `Arc<H>` reference
 ///   owned by this value); it is destroyed only by [`Qp::destroy`].
 /// - The `CmId` that owns `id` outlives this value (the owner destroys the QP first).
+/// - `recv_out` is true while the [`RecvQp`] made with this QP may exist; the QP is then
+///   never destroyed.
 pub(crate) struct Qp<H: CqHandler> {
     qp: NonNull<bindings::ib_qp>,
     id: NonNull<bindings::rdma_cm_id>,
     cq: Cq,
     ctx: *const H,
     max_inline: u32,
+    recv_out: bool,
 }
+
+/// The receive side of a [`Qp`], held apart from it so that completion handlers can give
+/// receive buffers back without the lock that guards the send side. There is one per QP;
+/// [`Qp::drain`] takes it back, so nothing can post a receive once draining started, and a
+/// QP whose handle did not come back is never destroyed.
+///
+/// # Invariants
+///
+/// `qp` is a live QP: the [`Qp`] it came from is not destroyed while this value exists.
+pub(crate) struct RecvQp {
+    qp: NonNull<bindings::ib_qp>,
+}
+
+// SAFETY: Posting receives is thread-safe in the verbs API.
+unsafe impl Send for RecvQp {}
+// SAFETY: As above.
+unsafe impl Sync for RecvQp {}
 
 // SAFETY: Posting is thread-safe in the verbs API; destroy needs `self` by value.
 unsafe impl<H: CqHandler> Send for Qp<H> {}
@@ -1071,44 +1096,6 @@ impl<H: CqHandler> Qp<H> {
     /// Bytes a SEND may carry inline ([`Gather::Inline`]); 0 if the device gave none.
     pub(crate) fn max_inline(&self) -> u32 {
         self.max_inline
-    }
-
-    /// Posts one receive of `sge` carrying `cqe`.
-    pub(crate) fn post_recv(&self, cqe: CqeRef, sge: Sge) -> Result {
-        let mut s = sge.raw();
-        let mut wr = bindings::ib_recv_wr {
-            sg_list: &raw mut s,
-            num_sge: 1,
-            ..Default::default()
-        };
-        wr.__bindgen_anon_1.wr_cqe = cqe.0;
-        // SAFETY: `qp` is valid (invariant); `wr` and `s` outlive the call (providers copy
-        // them); the buffer behind `sge` is the caller's DMA-mapped memory that stays
-        // mapped until the QP is drained.
-        to_result(unsafe { self.provider_post_recv(&raw const wr) })
-    }
-
-    /// Posts up to [`MAX_RECV_CHAIN`] receive work requests in one chain (one provider call).
-    pub(crate) fn post_recv_many(&self, wrs: &[(CqeRef, Sge)]) -> Result {
-        let mut sg = [bindings::ib_sge::default(); MAX_RECV_CHAIN];
-        let mut wr = [bindings::ib_recv_wr::default(); MAX_RECV_CHAIN];
-        let n = wrs.len();
-        if n == 0 || n > MAX_RECV_CHAIN {
-            return Err(EINVAL);
-        }
-        for (i, (c, g)) in wrs.iter().enumerate() {
-            sg[i] = g.raw();
-            wr[i].sg_list = &raw mut sg[i];
-            wr[i].num_sge = 1;
-            wr[i].__bindgen_anon_1.wr_cqe = c.0;
-        }
-        for i in 1..n {
-            wr[i - 1].next = &raw mut wr[i];
-        }
-        // SAFETY: As in `post_recv`: the chain and its SGEs live on this stack frame for the
-        // call (providers copy them), `wr[n - 1].next` is null, and every buffer is the
-        // caller's DMA-mapped memory that stays mapped until the QP is drained.
-        to_result(unsafe { self.provider_post_recv(&raw const wr[0]) })
     }
 
     /// Posts [LOCAL_INV →] [REG_MR →] SEND in one chain. Only the SEND is signaled (when
@@ -1205,27 +1192,17 @@ impl<H: CqHandler> Qp<H> {
         }
     }
 
-    /// `ib_post_recv()` without the out-of-line wrapper (see [`Qp::provider_post_send`]).
-    ///
-    /// # Safety
-    ///
-    /// `wr` heads a valid chain of receive work requests for this QP.
-    #[inline]
-    unsafe fn provider_post_recv(&self, wr: *const bindings::ib_recv_wr) -> c_int {
-        let qp = self.qp.as_ptr();
-        let mut bad: *const bindings::ib_recv_wr = core::ptr::null();
-        // SAFETY: As in `provider_post_send`.
-        unsafe {
-            match (*(*qp).device).ops.post_recv {
-                Some(f) => f(qp, wr, &raw mut bad),
-                None => -(bindings::EOPNOTSUPP as c_int),
-            }
-        }
-    }
-
     /// Moves the QP to the error state and waits until every posted work request has
-    /// completed (process context; flush completions reach the handler).
-    pub(crate) fn drain(&self) {
+    /// completed (process context; flush completions reach the handler). `rq` is this QP's
+    /// receive handle, taken back first so that no receive can be posted behind the drain;
+    /// without it (or with another QP's) the QP stays allocated for good.
+    pub(crate) fn drain(&mut self, rq: Option<RecvQp>) {
+        match rq {
+            Some(r) if r.qp == self.qp => self.recv_out = false,
+            Some(_) => iser_err!("draining a QP with another QP's receive handle\n"),
+            None if self.recv_out => iser_err!("draining a QP without its receive handle\n"),
+            None => {}
+        }
         // SAFETY: `qp` is valid; the caller is in process context.
         unsafe { bindings::ib_drain_qp(self.qp.as_ptr()) }
     }
@@ -1233,6 +1210,13 @@ impl<H: CqHandler> Qp<H> {
     /// Destroys the QP (after [`Qp::drain`]), returns its CQ to the pool and releases the
     /// handler reference.
     pub(crate) fn destroy(self) {
+        if self.recv_out {
+            // Its receive handle may still be used: leak the QP, its CQ and the handler
+            // reference rather than free what a post could reach.
+            iser_err!("QP not destroyed: its receive handle was not given back\n");
+            core::mem::forget(self);
+            return;
+        }
         let (id, ctx) = (self.id, self.ctx);
         let cq = {
             let me = core::mem::ManuallyDrop::new(self);
@@ -1244,6 +1228,65 @@ impl<H: CqHandler> Qp<H> {
         drop(cq);
         // SAFETY: The QP is gone; no completion can reach the handler any more.
         drop(unsafe { Arc::from_raw(ctx) });
+    }
+}
+
+impl RecvQp {
+    /// Posts one receive of `sge` carrying `cqe`.
+    pub(crate) fn post_recv(&self, cqe: CqeRef, sge: Sge) -> Result {
+        let mut s = sge.raw();
+        let mut wr = bindings::ib_recv_wr {
+            sg_list: &raw mut s,
+            num_sge: 1,
+            ..Default::default()
+        };
+        wr.__bindgen_anon_1.wr_cqe = cqe.0;
+        // SAFETY: `qp` is live (invariant); `wr` and `s` outlive the call (providers copy
+        // them); the buffer behind `sge` is the caller's DMA-mapped memory that stays
+        // mapped until the QP is drained.
+        to_result(unsafe { self.provider_post_recv(&raw const wr) })
+    }
+
+    /// Posts up to [`MAX_RECV_CHAIN`] receive work requests in one chain (one provider call).
+    pub(crate) fn post_recv_many(&self, wrs: &[(CqeRef, Sge)]) -> Result {
+        let mut sg = [bindings::ib_sge::default(); MAX_RECV_CHAIN];
+        let mut wr = [bindings::ib_recv_wr::default(); MAX_RECV_CHAIN];
+        let n = wrs.len();
+        if n == 0 || n > MAX_RECV_CHAIN {
+            return Err(EINVAL);
+        }
+        for (i, (c, g)) in wrs.iter().enumerate() {
+            sg[i] = g.raw();
+            wr[i].sg_list = &raw mut sg[i];
+            wr[i].num_sge = 1;
+            wr[i].__bindgen_anon_1.wr_cqe = c.0;
+        }
+        for i in 1..n {
+            wr[i - 1].next = &raw mut wr[i];
+        }
+        // SAFETY: As in `post_recv`: the chain and its SGEs live on this stack frame for the
+        // call (providers copy them), `wr[n - 1].next` is null, and every buffer is the
+        // caller's DMA-mapped memory that stays mapped until the QP is drained.
+        to_result(unsafe { self.provider_post_recv(&raw const wr[0]) })
+    }
+
+    /// `ib_post_recv()` without the out-of-line wrapper (see [`Qp::provider_post_send`]).
+    ///
+    /// # Safety
+    ///
+    /// `wr` heads a valid chain of receive work requests for this QP.
+    #[inline]
+    unsafe fn provider_post_recv(&self, wr: *const bindings::ib_recv_wr) -> c_int {
+        let qp = self.qp.as_ptr();
+        let mut bad: *const bindings::ib_recv_wr = core::ptr::null();
+        // SAFETY: `qp` is live (invariant), so is its registered device and ops table, which
+        // every provider fills with `post_recv`; the chain is the caller's.
+        unsafe {
+            match (*(*qp).device).ops.post_recv {
+                Some(f) => f(qp, wr, &raw mut bad),
+                None => -(bindings::EOPNOTSUPP as c_int),
+            }
+        }
     }
 }
 

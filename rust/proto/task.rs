@@ -60,3 +60,49 @@ pub(crate) fn write_stag(
         Stag { stag: 0, va: 0 }
     })
 }
+
+/// How one direction of a task's buffer is exposed to the target, packed into one word so
+/// that the completion path can read it without the submission path's lock: a Send with
+/// Invalidate is checked against it (iser-spec.md 5.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exposed {
+    /// Nothing registered in this direction.
+    None,
+    /// The DMA key: nothing the target may invalidate.
+    DmaKey,
+    /// Fast-registration MR `idx` of the pool, registered with `rkey`.
+    Mr { idx: u32, rkey: u32 },
+}
+
+/// MR indices an [`Exposed`] word can carry.
+pub(crate) const EXPOSED_MAX_MRS: u32 = 1 << 30;
+const EXPOSED_MR: u64 = 1 << 63;
+const EXPOSED_DMA_KEY: u64 = 1 << 62;
+
+impl Exposed {
+    /// The word (`0` is [`Exposed::None`]). MR indices are below [`EXPOSED_MAX_MRS`] (pool
+    /// sizes are at most the session's command count).
+    pub(crate) const fn encode(self) -> u64 {
+        match self {
+            Exposed::None => 0,
+            Exposed::DmaKey => EXPOSED_DMA_KEY,
+            Exposed::Mr { idx, rkey } => {
+                EXPOSED_MR | ((idx as u64) & (EXPOSED_MAX_MRS as u64 - 1)) << 32 | rkey as u64
+            }
+        }
+    }
+
+    /// Reads a word written by [`Exposed::encode`]; anything else is [`Exposed::None`].
+    pub(crate) const fn decode(w: u64) -> Self {
+        if w & EXPOSED_MR != 0 && w & EXPOSED_DMA_KEY == 0 {
+            Exposed::Mr {
+                idx: ((w >> 32) & 0x3fff_ffff) as u32,
+                rkey: w as u32,
+            }
+        } else if w == EXPOSED_DMA_KEY {
+            Exposed::DmaKey
+        } else {
+            Exposed::None
+        }
+    }
+}

@@ -66,3 +66,28 @@ fn write_stag_does_not_overflow() {
     );
     assert!(write_stag(1, u64::MAX, 1, 0, u32::MAX, u32::MAX).is_some());
 }
+
+#[test]
+fn exposed_round_trips() {
+    for e in [
+        Exposed::None,
+        Exposed::DmaKey,
+        Exposed::Mr { idx: 0, rkey: 0 },
+        Exposed::Mr {
+            idx: 0,
+            rkey: u32::MAX,
+        },
+        Exposed::Mr {
+            idx: EXPOSED_MAX_MRS - 1,
+            rkey: 0x1234_5678,
+        },
+        Exposed::Mr { idx: 127, rkey: 1 },
+    ] {
+        assert_eq!(Exposed::decode(e.encode()), e, "{e:?}");
+    }
+    assert_eq!(Exposed::None.encode(), 0);
+    // Words that encode never writes read as nothing exposed.
+    assert_eq!(Exposed::decode(3 << 62), Exposed::None);
+    assert_eq!(Exposed::decode((1 << 62) | 5), Exposed::None);
+    assert_eq!(Exposed::decode(77), Exposed::None);
+}
