@@ -7,18 +7,22 @@
 //!
 //! - `ctrl` (mutex): connection management — CM handler, ep_* callbacks, bind, stop,
 //!   session limits. Process context only.
-//! - `dp` (spinlock): the submission side — the QP's send side, the task slots' header and
-//!   buffer mappings, the registration pool, the Data-Out descriptors, the signalling state.
-//!   Taken in atomic task callbacks (`xmit_task` under libiscsi's `frwd_lock`, `cleanup_task`
-//!   under `back_lock`, BH off), for Data-Out completions (softirq), and from process context
-//!   with BH disabled.
+//! - `dp` (spinlock): the submission side — the QP's send side, the task slots' header
+//!   mappings, the registration MRs, the Data-Out descriptors, the signalling state. Taken in
+//!   `xmit_task` (atomic, under libiscsi's `frwd_lock`, BH off), for Data-Out completions
+//!   (softirq), and from process context with BH disabled.
+//! - `res` (spinlock, leaf): the task slots' buffer mappings and the registration MRs' free
+//!   list. Taken by `xmit_task` under `dp` (briefly: take an MR, record a mapping), by
+//!   `cleanup_task` (under `back_lock`) alone, and at bind and teardown. A task's release thus
+//!   never waits for a transmit on another CPU, which holds `dp` across `post_send`.
 //! - `rx` (spinlock, leaf): the completion side — the QP's receive handle ([`RecvQp`]), the
 //!   receive ring and its repost batch, responses held until their task's SEND completed.
 //!   Taken by the completion handler (the CQ's softirq poller, one at a time per CQ, so the
 //!   I/O path finds it free), by `xmit_task` only for login and NOP-Out PDUs, and at bind
-//!   and teardown. Order: `dp` before `rx`; the completion handler never holds `rx` while it
-//!   takes `dp`. A 4k read's response is thus handled without the lock its submission holds.
-//! - Neither lock is held while calling into libiscsi (which takes its own locks and calls
+//!   and teardown. Order: `dp` before `rx` and before `res`; the completion handler never
+//!   holds `rx` while it takes `dp`. A 4k read's response is thus handled without the lock
+//!   its submission holds.
+//! - None of them is held while calling into libiscsi (which takes its own locks and calls
 //!   `cleanup_task` back).
 //! - What both sides read is in [`Shared`], fixed at bind, with per-task atomics: the count
 //!   of SENDs a response must wait for (raised before the post), the command's send time,
@@ -114,11 +118,15 @@ struct DirRes {
     iova: u64,
 }
 
-/// Submission-side state of one libiscsi task (indexed by the task's pool index).
-struct TxSlot {
-    hdr: Option<HdrMapping>,
-    /// [read, write].
-    dirs: [Option<DirRes>; 2],
+/// The task slots' buffer mappings and the registration pool's free list, under `res`: what
+/// `cleanup_task` releases, so that it never waits for `dp`, which `xmit_task` holds across
+/// the provider's `post_send`.
+struct Res {
+    sh: Arc<Shared>,
+    /// Per task slot: [read, write].
+    dirs: KVVec<[Option<DirRes>; 2]>,
+    /// Free registration MRs (indices into `Bound::fr`).
+    fr_free: FreeList,
 }
 
 /// What both sides know of one task slot.
@@ -215,9 +223,10 @@ struct Bound {
     sh: Arc<Shared>,
     login_req: DmaBuf,
     ring_posted: bool,
-    slots: KVVec<TxSlot>,
+    /// Per task slot: the mapping of libiscsi's header area, made at its first transmission.
+    hdrs: KVVec<Option<HdrMapping>>,
+    /// Registration MRs; which are free is in [`Res`].
     fr: KVec<Mr>,
-    fr_free: FreeList,
     dataout: DmaBuf,
     dataout_free: FreeList,
     /// Send-queue signalling state.
@@ -317,7 +326,7 @@ impl RxSide {
     }
 }
 
-impl Bound {
+impl Res {
     /// Releases one direction's mapping and MR (the MR stays valid until reused: lazy
     /// invalidation, iser-spec.md 5.4).
     fn release_dir(&mut self, d: DirRes) {
@@ -328,8 +337,8 @@ impl Bound {
     }
 
     fn release_task(&mut self, i: usize) {
-        let dirs = match self.slots.get_mut(i) {
-            Some(s) => [s.dirs[0].take(), s.dirs[1].take()],
+        let dirs = match self.dirs.get_mut(i) {
+            Some(d) => [d[0].take(), d[1].take()],
             None => return,
         };
         if let Some(s) = self.sh.slots.get(i) {
@@ -342,11 +351,21 @@ impl Bound {
         }
     }
 
+    /// Releases every task's mappings (after the QP was drained).
+    fn release_all(&mut self) {
+        for i in 0..self.dirs.len() {
+            self.release_task(i);
+        }
+    }
+}
+
+impl Bound {
     /// Exposes a mapped buffer to the target: DMA key or fast registration (5.1). Returns
     /// the mapping (with the MR index if registered), the MR's new rkey and the rkey to
-    /// invalidate first.
+    /// invalidate first. The MR comes from the pool in `res`, locked only to take it.
     fn register(
         &mut self,
+        res: &SpinLock<Option<Res>>,
         sg: MappedSg,
         all_imm: bool,
     ) -> Result<(DirRes, Option<u32>, Option<u32>)> {
@@ -365,7 +384,7 @@ impl Bound {
                 None,
             ));
         }
-        let Some(i) = self.fr_free.pop() else {
+        let Some(i) = res.lock().as_mut().and_then(|r| r.fr_free.pop()) else {
             Stats::inc(&self.st.s.c.err_reg_pool);
             iser_err!("registration pool empty\n");
             sg.unmap();
@@ -387,7 +406,9 @@ impl Bound {
                 sg.nents(),
                 e
             );
-            self.fr_free.push(i);
+            if let Some(r) = res.lock().as_mut() {
+                r.fr_free.push(i);
+            }
             sg.unmap();
             return Err(e);
         }
@@ -410,17 +431,15 @@ impl Bound {
         ))
     }
 
-    /// Drops every task resource (after the QP was drained).
+    /// Drops the header mappings and resets the per-task counters (after the QP was
+    /// drained).
     fn release_all(&mut self) {
-        for i in 0..self.slots.len() {
-            self.release_task(i);
-            if let Some(s) = self.slots.get_mut(i) {
-                s.hdr = None;
-            }
-            if let Some(s) = self.sh.slots.get(i) {
-                s.sends_pending.store(0, Ordering::Relaxed);
-                s.xmit_busy.store(false, Ordering::Relaxed);
-            }
+        for h in self.hdrs.iter_mut() {
+            *h = None;
+        }
+        for s in self.sh.slots.iter() {
+            s.sends_pending.store(0, Ordering::Relaxed);
+            s.xmit_busy.store(false, Ordering::Relaxed);
         }
     }
 }
@@ -436,6 +455,9 @@ pub(crate) struct IserConn {
     dp: SpinLock<Dp>,
     #[pin]
     rx: SpinLock<Rx>,
+    /// The task slots' buffer mappings and the free registration MRs (`None` while unbound).
+    #[pin]
+    res: SpinLock<Option<Res>>,
     peer: SocketAddr,
     /// Reports a transmit failure found where `iscsi_conn_failure` cannot be called (under
     /// libiscsi's `frwd_lock`) as `ISCSI_ERR_XMIT_FAILED`; runs on the module's workqueue.
@@ -551,6 +573,7 @@ impl IserConn {
                 up <- new_condvar!("iser_conn_up"),
                 dp <- new_spinlock!(Dp { qp: None, bound: None }, "iser_conn_dp"),
                 rx <- new_spinlock!(Rx { rq: None, side: None }, "iser_conn_rx"),
+                res <- new_spinlock!(None, "iser_conn_res"),
                 peer: dst,
                 fail_work <- kernel::workqueue::new_work!("iser_conn_fail"),
                 stats,
@@ -613,21 +636,12 @@ impl IserConn {
         drop(left);
     }
 
-    /// Runs `f` on the data path from process context: softirqs (completion handlers) are
-    /// off while the lock is held. Values returned are dropped by the caller, after both.
-    fn with_dp_bh<R>(&self, f: impl FnOnce(&mut Dp) -> R) -> R {
+    /// Runs `f` under a data-path lock (`dp`, `rx` or `res`) from process context:
+    /// softirqs (completion handlers) are off while the lock is held. Values returned are
+    /// dropped by the caller, after both.
+    fn with_bh<T, R>(lock: &SpinLock<T>, f: impl FnOnce(&mut T) -> R) -> R {
         let bh = bh::Disabled::new();
-        let mut g = self.dp.lock();
-        let r = f(&mut g);
-        drop(g);
-        drop(bh);
-        r
-    }
-
-    /// [`IserConn::with_dp_bh`] for the completion side.
-    fn with_rx_bh<R>(&self, f: impl FnOnce(&mut Rx) -> R) -> R {
-        let bh = bh::Disabled::new();
-        let mut g = self.rx.lock();
+        let mut g = lock.lock();
         let r = f(&mut g);
         drop(g);
         drop(bh);
@@ -662,13 +676,18 @@ impl IserConn {
         }
         // The completion side first: from here on completion handlers find nothing, so
         // they neither repost receives nor deliver PDUs; then the send side.
-        let (rq, side) = self.with_rx_bh(|rx| (rx.rq.take(), rx.side.take()));
-        let mut qp = self.with_dp_bh(|dp| dp.qp.take());
+        let (rq, side) = Self::with_bh(&self.rx, |rx| (rx.rq.take(), rx.side.take()));
+        let mut qp = Self::with_bh(&self.dp, |dp| dp.qp.take());
         if let Some(qp) = &mut qp {
             // All posted work completes (flushed) before this returns.
             qp.drain(rq);
         }
-        let bound = self.with_dp_bh(|dp| dp.bound.take());
+        // `xmit_task` found `bound` under `dp`, so it is done with `res` too; a later
+        // `cleanup_task` finds nothing.
+        let bound = Self::with_bh(&self.dp, |dp| dp.bound.take());
+        if let Some(mut r) = Self::with_bh(&self.res, |r| r.take()) {
+            r.release_all();
+        }
         if let Some(mut b) = bound {
             b.release_all();
             drop(b);
@@ -748,14 +767,17 @@ impl IserConn {
         };
         let info = iconn.session_info();
         let st = this.stats.clone();
-        let (b, side) =
-            Self::alloc_bound(iconn, &info, s, &d, ctrl.remote_inv, st).inspect_err(|e| {
+        let (b, side, res) = Self::alloc_bound(iconn, &info, s, &d, ctrl.remote_inv, st)
+            .inspect_err(|e| {
                 iser_err!("failed allocating connection buffers: {:?}\n", e);
             })?;
-        let old = this.with_dp_bh(|dp| dp.bound.replace(b));
-        let old_side = this.with_rx_bh(|rx| rx.side.replace(side));
+        // `res` before `bound`: a transmit that finds `bound` finds `res`.
+        let old_res = Self::with_bh(&this.res, |r| r.replace(res));
+        let old = Self::with_bh(&this.dp, |dp| dp.bound.replace(b));
+        let old_side = Self::with_bh(&this.rx, |rx| rx.side.replace(side));
         drop(old);
         drop(old_side);
+        drop(old_res);
         ctrl.iscsi = Some(iconn);
         iconn.bind(this.clone());
         // Statistics in debugfs, named like the connection in sysfs. A failure (debugfs off,
@@ -780,21 +802,17 @@ impl IserConn {
         d: &IserDevice,
         remote_inv: bool,
         st: Arc<ConnStats>,
-    ) -> Result<(Bound, RxSide)> {
+    ) -> Result<(Bound, RxSide, Res)> {
         let n = (info.cmds_max as usize).max(1);
         let nrx = n + sq::RX_BATCH;
         let dev = d.dev;
-        let mut tx_slots = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut hdrs = KVVec::with_capacity(n, GFP_KERNEL)?;
+        let mut dirs = KVVec::with_capacity(n, GFP_KERNEL)?;
         let mut sh_slots = KVVec::with_capacity(n, GFP_KERNEL)?;
         let mut rx_slots = KVVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
-            tx_slots.push(
-                TxSlot {
-                    hdr: None,
-                    dirs: [None, None],
-                },
-                GFP_KERNEL,
-            )?;
+            hdrs.push(None, GFP_KERNEL)?;
+            dirs.push([None, None], GFP_KERNEL)?;
             sh_slots.push(
                 SlotShared {
                     sends_pending: AtomicU32::new(0),
@@ -851,6 +869,11 @@ impl IserConn {
             },
             GFP_KERNEL,
         )?;
+        let res = Res {
+            sh: sh.clone(),
+            dirs,
+            fr_free,
+        };
         let side = RxSide {
             sh: sh.clone(),
             batch: sq::RxBatch::default(),
@@ -860,9 +883,8 @@ impl IserConn {
             sh,
             login_req: DmaBuf::new(dev, sizing::LOGIN_DATA_LEN, DmaDir::ToDevice)?,
             ring_posted: false,
-            slots: tx_slots,
+            hdrs,
             fr,
-            fr_free,
             dataout: DmaBuf::new(dev, DATAOUT_DESCS * sizing::HEADERS_LEN, DmaDir::ToDevice)?,
             dataout_free,
             signals: sq::Signals::default(),
@@ -871,7 +893,7 @@ impl IserConn {
             dev,
             st,
         };
-        Ok((b, side))
+        Ok((b, side, res))
     }
 
     /// `stop_conn` (3.7): terminate and release the RDMA side if `ep_disconnect` has not,
@@ -923,9 +945,9 @@ impl IserConn {
             // Map the task's header area once per connection (libiscsi keeps it for the
             // session's life). A failure returns the task to libiscsi, which sends it later.
             let dev = b.dev;
-            let slot = b.slots.get_mut(task.index()).ok_or(EINVAL)?;
-            if slot.hdr.is_none() {
-                slot.hdr = Some(task.map_hdrs(dev).inspect_err(|e| {
+            let hdr = b.hdrs.get_mut(task.index()).ok_or(EINVAL)?;
+            if hdr.is_none() {
+                *hdr = Some(task.map_hdrs(dev).inspect_err(|e| {
                     iser_err!("mapping a task header failed: {:?}\n", e);
                 })?);
             }
@@ -942,8 +964,8 @@ impl IserConn {
                 if busy {
                     mark(b, true);
                 }
-                let r = Self::send_command(qp, b, task).and_then(|()| {
-                    Self::send_data_outs(qp, b, task)
+                let r = Self::send_command(qp, b, &this.res, task).and_then(|w| {
+                    Self::send_data_outs(qp, b, task, w)
                         .map_err(|err| XmitError::Fatal { err, sent: true })
                 });
                 if busy {
@@ -992,8 +1014,7 @@ impl IserConn {
         });
         let reg_cqe = b.sh.cqe_of(Cqe::Reg);
         let pending = &b.sh.slots.get(idx).ok_or(EINVAL)?.sends_pending;
-        let slot = b.slots.get(idx).ok_or(EINVAL)?;
-        let h = slot.hdr.as_ref().ok_or(EINVAL)?;
+        let h = b.hdrs.get(idx).and_then(Option::as_ref).ok_or(EINVAL)?;
         let mut sges = [
             Sge {
                 addr: h.dma(),
@@ -1141,11 +1162,14 @@ impl IserConn {
         }
     }
 
+    /// Sends a SCSI command; returns the address and key of a write's buffer, from which
+    /// its unsolicited Data-Outs are sent.
     fn send_command(
         qp: &Qp<IserConn>,
         b: &mut Bound,
+        res: &SpinLock<Option<Res>>,
         task: &mut Task<'_>,
-    ) -> core::result::Result<(), XmitError> {
+    ) -> core::result::Result<Option<(u64, u32)>, XmitError> {
         let idx = task.index();
         let bhs_bytes = *task.bhs();
         let flags = bhs_bytes[1];
@@ -1162,6 +1186,7 @@ impl IserConn {
         let mut header = hdr::Header::default();
         let mut reg = None;
         let mut imm_sge = None;
+        let mut write_buf = None;
         // (data length, immediate bytes), counted once the command went out: a command that
         // returns a `Requeue` error here is sent again by libiscsi.
         let mut counts = (0u32, 0u32);
@@ -1182,8 +1207,8 @@ impl IserConn {
             let imm = task.imm_count();
             let all_imm = dir == DataDir::Write && data.len == imm;
             counts = (data.len, imm);
-            let (res, mr_rkey, inval) = b.register(sg, all_imm)?;
-            let (rkey, exposed) = match (res.fr, mr_rkey) {
+            let (dres, mr_rkey, inval) = b.register(res, sg, all_imm)?;
+            let (rkey, exposed) = match (dres.fr, mr_rkey) {
                 (Some(i), Some(rkey)) => (
                     rkey,
                     ptask::Exposed::Mr {
@@ -1197,32 +1222,40 @@ impl IserConn {
                 DataDir::Read => {
                     header.read = Some(hdr::Stag {
                         stag: rkey,
-                        va: res.iova,
+                        va: dres.iova,
                     })
                 }
                 _ => {
                     header.write =
-                        ptask::write_stag(rkey, res.iova, imm, task.unsol_len(), edtl, data.len);
+                        ptask::write_stag(rkey, dres.iova, imm, task.unsol_len(), edtl, data.len);
                     if imm > 0 {
                         imm_sge = Some(Sge {
-                            addr: res.iova,
+                            addr: dres.iova,
                             len: imm,
-                            lkey: res.lkey,
+                            lkey: dres.lkey,
                         });
                     }
+                    write_buf = Some((dres.iova, dres.lkey));
                 }
             }
-            reg = res.fr.map(|i| (i, inval));
+            reg = dres.fr.map(|i| (i, inval));
             // Published before the post: the response's Send with Invalidate is checked
             // against it.
             if let Some(s) = b.sh.slots.get(idx) {
                 s.exposed[slot_dir].store(exposed.encode(), Ordering::Release);
             }
-            if let Some(s) = b.slots.get_mut(idx) {
-                if let Some(old) = s.dirs[slot_dir].replace(res) {
-                    b.release_dir(old);
+            let mut g = res.lock();
+            match g.as_mut() {
+                Some(r) => {
+                    if let Some(old) = r.dirs.get_mut(idx).and_then(|d| d[slot_dir].replace(dres)) {
+                        r.release_dir(old);
+                    }
                 }
+                // Not reached: `res` is installed before `bound` and taken after it, and
+                // `dp` is held. The device is alive while `bound` is.
+                None => dres.sg.unmap(),
             }
+            drop(g);
         }
         task.hdrs_mut()[..hdr::LEN].copy_from_slice(&header.encode());
         if let Some(s) = b.sh.slots.get(idx) {
@@ -1233,7 +1266,9 @@ impl IserConn {
         if let Err(e) = Self::post_task_send(qp, b, idx, reg, imm_sge, track) {
             // The chain (invalidation, registration, SEND) may have been posted in part:
             // the MR's key state is unknown, so the connection (and with it the pool) goes.
-            b.release_task(idx);
+            if let Some(r) = res.lock().as_mut() {
+                r.release_task(idx);
+            }
             return Err(XmitError::Fatal {
                 err: e,
                 sent: false,
@@ -1253,16 +1288,22 @@ impl IserConn {
                 Stats::add(&c.bytes_immediate, imm.into());
             }
         }
-        Ok(())
+        Ok(write_buf)
     }
 
-    fn send_data_outs(qp: &Qp<IserConn>, b: &mut Bound, task: &mut Task<'_>) -> Result {
+    /// Sends a write's unsolicited Data-Outs from its buffer (`buf`: address and key).
+    fn send_data_outs(
+        qp: &Qp<IserConn>,
+        b: &mut Bound,
+        task: &mut Task<'_>,
+        buf: Option<(u64, u32)>,
+    ) -> Result {
         let idx = task.index();
         while task.has_unsol_data() {
-            let (iova, lkey, buf_len) = match b.slots.get(idx).and_then(|s| s.dirs[1].as_ref()) {
-                Some(d) => (d.iova, d.lkey, task.scsi_data().map_or(0, |s| s.len)),
-                None => return Err(EINVAL),
+            let Some((iova, lkey)) = buf else {
+                return Err(EINVAL);
             };
+            let buf_len = task.scsi_data().map_or(0, |s| s.len);
             let Some(di) = b.dataout_free.pop() else {
                 iser_err!("no Data-Out descriptor free\n");
                 return Err(EAGAIN);
@@ -1330,11 +1371,11 @@ impl IserConn {
         Ok(())
     }
 
-    /// `cleanup_task` (atomic, back_lock held).
+    /// `cleanup_task` (atomic, back_lock held): takes only `res`, never `dp`, so a task
+    /// completed on one CPU is not held up by a transmit on another.
     pub(crate) fn cleanup_task(&self, task: &mut Task<'_>) {
-        let mut g = self.dp.lock();
-        if let Some(b) = g.bound.as_mut() {
-            b.release_task(task.index());
+        if let Some(r) = self.res.lock().as_mut() {
+            r.release_task(task.index());
         }
     }
 
@@ -1840,8 +1881,8 @@ impl IserConn {
             },
             self.clone(),
         )?;
-        let old_rq = self.with_rx_bh(|rx| rx.rq.replace(rq));
-        if let Some(mut old) = self.with_dp_bh(|dp| dp.qp.replace(qp)) {
+        let old_rq = Self::with_bh(&self.rx, |rx| rx.rq.replace(rq));
+        if let Some(mut old) = Self::with_bh(&self.dp, |dp| dp.qp.replace(qp)) {
             old.drain(old_rq);
             old.destroy();
         }
