@@ -384,7 +384,7 @@ impl Bound {
                 None,
             ));
         }
-        let Some(i) = res.lock().as_mut().and_then(|r| r.fr_free.pop()) else {
+        let Some(i) = Option::as_mut(&mut *res.lock()).and_then(|r| r.fr_free.pop()) else {
             Stats::inc(&self.st.s.c.err_reg_pool);
             iser_err!("registration pool empty\n");
             sg.unmap();
@@ -406,7 +406,7 @@ impl Bound {
                 sg.nents(),
                 e
             );
-            if let Some(r) = res.lock().as_mut() {
+            if let Some(r) = &mut *res.lock() {
                 r.fr_free.push(i);
             }
             sg.unmap();
@@ -639,7 +639,7 @@ impl IserConn {
     /// Runs `f` under a data-path lock (`dp`, `rx` or `res`) from process context:
     /// softirqs (completion handlers) are off while the lock is held. Values returned are
     /// dropped by the caller, after both.
-    fn with_bh<T, R>(lock: &SpinLock<T>, f: impl FnOnce(&mut T) -> R) -> R {
+    fn with_bh<T: Unpin, R>(lock: &SpinLock<T>, f: impl FnOnce(&mut T) -> R) -> R {
         let bh = bh::Disabled::new();
         let mut g = lock.lock();
         let r = f(&mut g);
@@ -1245,7 +1245,7 @@ impl IserConn {
                 s.exposed[slot_dir].store(exposed.encode(), Ordering::Release);
             }
             let mut g = res.lock();
-            match g.as_mut() {
+            match &mut *g {
                 Some(r) => {
                     if let Some(old) = r.dirs.get_mut(idx).and_then(|d| d[slot_dir].replace(dres)) {
                         r.release_dir(old);
@@ -1266,7 +1266,7 @@ impl IserConn {
         if let Err(e) = Self::post_task_send(qp, b, idx, reg, imm_sge, track) {
             // The chain (invalidation, registration, SEND) may have been posted in part:
             // the MR's key state is unknown, so the connection (and with it the pool) goes.
-            if let Some(r) = res.lock().as_mut() {
+            if let Some(r) = &mut *res.lock() {
                 r.release_task(idx);
             }
             return Err(XmitError::Fatal {
@@ -1374,7 +1374,7 @@ impl IserConn {
     /// `cleanup_task` (atomic, back_lock held): takes only `res`, never `dp`, so a task
     /// completed on one CPU is not held up by a transmit on another.
     pub(crate) fn cleanup_task(&self, task: &mut Task<'_>) {
-        if let Some(r) = self.res.lock().as_mut() {
+        if let Some(r) = &mut *self.res.lock() {
             r.release_task(task.index());
         }
     }
