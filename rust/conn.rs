@@ -1247,7 +1247,13 @@ impl IserConn {
             let mut g = res.lock();
             match &mut *g {
                 Some(r) => {
-                    if let Some(old) = r.dirs.get_mut(idx).and_then(|d| d[slot_dir].replace(dres)) {
+                    // A slot index past the table (not reached: the header lookup checked
+                    // it) releases the new mapping at once instead of dropping it mapped.
+                    let old = match r.dirs.get_mut(idx) {
+                        Some(d) => d[slot_dir].replace(dres),
+                        None => Some(dres),
+                    };
+                    if let Some(old) = old {
                         r.release_dir(old);
                     }
                 }
