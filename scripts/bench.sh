@@ -105,7 +105,8 @@ VM_ENV="$env_vars" "$top/scripts/vm-run" --kernel perf --cpus "${BENCH_CPUS:-2}"
 if [ -n "${BENCH_PROFILE:-}" ]; then
   for f in "$res"/profile-*.txt; do
     case $f in *.dso.txt|*.locks.txt) continue ;; esac
-    echo "== $(basename "$f")"; grep -E '^ +[0-9]' "$f" | head -n 25
+    # No pipe into head: under pipefail the writer's SIGPIPE failed the script (status 141).
+    echo "== $(basename "$f")"; awk '/^ +[0-9]/ && n++ < 25' "$f"
   done
   exit 0
 fi
