@@ -20,13 +20,8 @@
 # the absolute figures are lower than in the single-VM bench (the host is fully loaded), the
 # ratios are the point. No tcp/nvme/raw limit in this mode.
 #
-# BENCH_ICOUNT=N: the guest runs with `-icount shift=N` (scripts/vm-run VM_ICOUNT): while it
-# runs, its clock advances 2^N ns per executed guest instruction, so a CPU-bound figure (IOPS
-# at QD32, MB/s, CPU per I/O) counts instructions, not host seconds: the host's load and speed
-# drop out, and so do TCG's own costs (a call or return is one instruction here, a block
-# lookup for TCG); idle time still passes as on the host. It measures work, not time on a real
-# CPU (no cache misses, no pipeline): a complement to the TCG-time figures, not a replacement.
-# Runs take longer in host time.
+# BENCH_ICOUNT=N: the guest runs on an instruction clock (scripts/vm-run VM_ICOUNT): CPU-bound
+# figures count guest instructions, not host seconds (Documentation/testing.rst).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 res=$top/results/bench-$(date +%Y%m%d-%H%M%S)${BENCH_CPUS:+-cpus$BENCH_CPUS}${BENCH_PAIR:+-pair}${BENCH_ICOUNT:+-icount$BENCH_ICOUNT}
