@@ -42,9 +42,15 @@ static bool iser_rs_pi_enable;
 module_param_named(pi_enable, iser_rs_pi_enable, bool, 0444);
 MODULE_PARM_DESC(pi_enable, "Enable T10-PI offload support (default:disabled)");
 
+/* Ours only (the C driver has no statistics). */
+static bool iser_rs_latency_histogram;
+module_param_named(latency_histogram, iser_rs_latency_histogram, bool, 0644);
+MODULE_PARM_DESC(latency_histogram, "Record every SCSI command's latency in the debugfs histogram, at two clock reads per command (default:disabled)");
+
 int iser_rs_param_debug_level(void) { return READ_ONCE(iser_rs_debug_level); }
 unsigned int iser_rs_param_max_lun(void) { return READ_ONCE(iser_rs_max_lun); }
 unsigned int iser_rs_param_max_sectors(void) { return READ_ONCE(iser_rs_max_sectors); }
+bool iser_rs_param_latency_histogram(void) { return READ_ONCE(iser_rs_latency_histogram); }
 bool iser_rs_param_always_register(void) { return READ_ONCE(iser_rs_always_register); }
 bool iser_rs_param_pi_enable(void) { return READ_ONCE(iser_rs_pi_enable); }
 

@@ -16,6 +16,7 @@ unsigned int iser_rs_param_max_lun(void);
 unsigned int iser_rs_param_max_sectors(void);
 bool iser_rs_param_always_register(void);
 bool iser_rs_param_pi_enable(void);
+bool iser_rs_param_latency_histogram(void);
 
 /* Implemented in Rust (rust/ffi/params.rs): `kernel_param_ops.set` with validation. */
 int iser_rs_param_set_max_lun(const char *val, const struct kernel_param *kp);

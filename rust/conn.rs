@@ -50,6 +50,7 @@ use crate::ffi::{bh, errno, params, time};
 use crate::proto::stats::Stats;
 use crate::proto::{bhs, cm, hdr, rx, sizing, sq, task as ptask};
 use core::fmt::{self, Write};
+use core::mem::MaybeUninit;
 use core::net::SocketAddr;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use kernel::prelude::*;
@@ -137,7 +138,8 @@ struct SlotShared {
     /// Set while `xmit_task` posts a command whose unsolicited Data-Outs follow: a response
     /// that overtakes them waits for `dp`, which `xmit_task` holds until all are counted.
     xmit_busy: AtomicBool,
-    /// `local_clock()` when the SCSI command's SEND was posted (latency histogram).
+    /// `local_clock()` when the SCSI command's SEND was posted (latency histogram); 0 when
+    /// not measured (`latency_histogram` off).
     t0: AtomicU64,
     /// [read, write]: [`Exposed`] words, what a Send with Invalidate is checked against.
     exposed: [AtomicU64; 2],
@@ -147,9 +149,61 @@ struct SlotShared {
 struct RxSlot {
     /// The task reference to drop when its SEND completed (a NOP-Out nobody answers).
     put_on_send: Option<TaskHandle>,
-    /// Length of a received PDU held in `dbuf` until the task's SENDs completed.
-    deferred: Option<usize>,
-    dbuf: [u8; sizing::RX_PAYLOAD],
+    /// A received PDU held until the task's SENDs completed.
+    deferred: Option<HeldPdu>,
+}
+
+/// A received PDU copied out of its ring buffer, so that the buffer goes back to the target
+/// before the PDU is delivered: the BHS (48 bytes, copied with fixed-size moves) and the data
+/// segment only if there is one (sense data, NOP-In data, Async Message, Reject); a read's or
+/// write's SCSI Response usually has none. The iSER header is not libiscsi's business. The
+/// data segment goes to an area of the caller's (left uninitialized when unused: a value
+/// holding 128 bytes would be cleared or copied whole on every PDU).
+struct RxCopy<'a> {
+    bhs: [u8; bhs::BHS_LEN],
+    data: &'a mut [u8],
+}
+
+impl<'a> RxCopy<'a> {
+    /// Copies the PDU of a ring buffer `buf` whose data segment is `data_len` bytes (both
+    /// validated by [`rx::parse`]); `None` if `buf` is not a whole ring buffer.
+    fn new(
+        buf: &[u8],
+        data_len: usize,
+        area: &'a mut MaybeUninit<[u8; sizing::RECV_DATA_SEG_LEN]>,
+    ) -> Option<Self> {
+        let bhs = buf.get(hdr::LEN..sizing::HEADERS_LEN)?.try_into().ok()?;
+        let data: &mut [u8] = if data_len > 0 {
+            let d = buf
+                .get(sizing::HEADERS_LEN..sizing::RX_PAYLOAD)?
+                .try_into()
+                .ok()?;
+            area.write(d).get_mut(..data_len)?
+        } else {
+            &mut []
+        };
+        Some(RxCopy { bhs, data })
+    }
+}
+
+/// A received PDU held in its task's slot until the task's SENDs completed (rare).
+struct HeldPdu {
+    bhs: [u8; bhs::BHS_LEN],
+    data: [u8; sizing::RECV_DATA_SEG_LEN],
+    data_len: usize,
+}
+
+impl HeldPdu {
+    fn hold(c: &RxCopy<'_>) -> Self {
+        let mut data = [0; sizing::RECV_DATA_SEG_LEN];
+        let data_len = c.data.len().min(data.len());
+        data[..data_len].copy_from_slice(&c.data[..data_len]);
+        HeldPdu {
+            bhs: c.bhs,
+            data,
+            data_len,
+        }
+    }
 }
 
 /// A stack of free indices (the 6.12 `KVec` has no `pop`).
@@ -362,10 +416,11 @@ impl Res {
 impl Bound {
     /// Exposes a mapped buffer to the target: DMA key or fast registration (5.1). Returns
     /// the mapping (with the MR index if registered), the MR's new rkey and the rkey to
-    /// invalidate first. The MR comes from the pool in `res`, locked only to take it.
+    /// invalidate first. The MR comes from the pool in `res`, which the caller holds (it
+    /// records the mapping there next, under the same lock round trip).
     fn register(
         &mut self,
-        res: &SpinLock<Option<Res>>,
+        res: &mut Option<Res>,
         sg: MappedSg,
         all_imm: bool,
     ) -> Result<(DirRes, Option<u32>, Option<u32>)> {
@@ -384,7 +439,7 @@ impl Bound {
                 None,
             ));
         }
-        let Some(i) = Option::as_mut(&mut *res.lock()).and_then(|r| r.fr_free.pop()) else {
+        let Some(i) = res.as_mut().and_then(|r| r.fr_free.pop()) else {
             Stats::inc(&self.st.s.c.err_reg_pool);
             iser_err!("registration pool empty\n");
             sg.unmap();
@@ -406,7 +461,7 @@ impl Bound {
                 sg.nents(),
                 e
             );
-            if let Some(r) = &mut *res.lock() {
+            if let Some(r) = res {
                 r.fr_free.push(i);
             }
             sg.unmap();
@@ -826,7 +881,6 @@ impl IserConn {
                 RxSlot {
                     put_on_send: None,
                     deferred: None,
-                    dbuf: [0; sizing::RX_PAYLOAD],
                 },
                 GFP_KERNEL,
             )?;
@@ -1171,8 +1225,11 @@ impl IserConn {
         task: &mut Task<'_>,
     ) -> core::result::Result<Option<(u64, u32)>, XmitError> {
         let idx = task.index();
-        let bhs_bytes = *task.bhs();
-        let flags = bhs_bytes[1];
+        // The two fields used, read in place (not a copy of the whole BHS).
+        let (flags, edtl) = {
+            let h = task.bhs();
+            (h[1], u32::from_be_bytes([h[20], h[21], h[22], h[23]]))
+        };
         let dir = match (flags & CMD_READ != 0, flags & CMD_WRITE != 0) {
             (false, false) => DataDir::None,
             (true, false) => DataDir::Read,
@@ -1182,7 +1239,6 @@ impl IserConn {
                 return Err(EINVAL.into());
             }
         };
-        let edtl = u32::from_be_bytes([bhs_bytes[20], bhs_bytes[21], bhs_bytes[22], bhs_bytes[23]]);
         let mut header = hdr::Header::default();
         let mut reg = None;
         let mut imm_sge = None;
@@ -1207,7 +1263,10 @@ impl IserConn {
             let imm = task.imm_count();
             let all_imm = dir == DataDir::Write && data.len == imm;
             counts = (data.len, imm);
-            let (dres, mr_rkey, inval) = b.register(res, sg, all_imm)?;
+            // One round trip of `res` (a leaf lock; `cleanup_task` takes it on the completion
+            // side): the MR from the pool, then the mapping recorded in the task's slot.
+            let mut g = res.lock();
+            let (dres, mr_rkey, inval) = b.register(&mut g, sg, all_imm)?;
             let (rkey, exposed) = match (dres.fr, mr_rkey) {
                 (Some(i), Some(rkey)) => (
                     rkey,
@@ -1244,7 +1303,6 @@ impl IserConn {
             if let Some(s) = b.sh.slots.get(idx) {
                 s.exposed[slot_dir].store(exposed.encode(), Ordering::Release);
             }
-            let mut g = res.lock();
             match &mut *g {
                 Some(r) => {
                     // A slot index past the table (not reached: the header lookup checked
@@ -1265,7 +1323,13 @@ impl IserConn {
         }
         task.hdrs_mut()[..hdr::LEN].copy_from_slice(&header.encode());
         if let Some(s) = b.sh.slots.get(idx) {
-            s.t0.store(time::clock_ns(), Ordering::Relaxed);
+            // 0: not measured (the histogram is off by default: two clock reads per command).
+            let t0 = if params::latency_histogram() {
+                time::clock_ns().max(1)
+            } else {
+                0
+            };
+            s.t0.store(t0, Ordering::Relaxed);
         }
         // Immediate data reads the SCSI buffer: the response waits for this completion.
         let track = imm_sge.is_some();
@@ -1385,16 +1449,9 @@ impl IserConn {
         }
     }
 
-    /// Delivers a validated PDU (iSER header, BHS, data segment; see [`rx::parse`]) to
-    /// libiscsi. No lock is held: libiscsi takes its own and may call `cleanup_task` back.
-    fn deliver(st: &ConnStats, iconn: IscsiConn, pdu: &mut [u8]) {
-        let Some(body) = pdu.get_mut(hdr::LEN..) else {
-            return;
-        };
-        let (h, data) = body.split_at_mut(bhs::BHS_LEN.min(body.len()));
-        let Ok(h): core::result::Result<&mut [u8; bhs::BHS_LEN], _> = h.try_into() else {
-            return;
-        };
+    /// Delivers a validated PDU (BHS and data segment; see [`rx::parse`]) to libiscsi. No
+    /// lock is held: libiscsi takes its own and may call `cleanup_task` back.
+    fn deliver(st: &ConnStats, iconn: IscsiConn, h: &mut [u8; bhs::BHS_LEN], data: &mut [u8]) {
         let rc = iconn.complete_pdu(h, data);
         if rc != 0 && rc as u32 != crate::ffi::iscsi::err::NO_SCSI_CMD {
             fail(st, iconn, rc as u32);
@@ -1467,7 +1524,12 @@ impl IserConn {
             }
         }
         drop(g);
-        Self::deliver(st, iconn, &mut copy);
+        // The copy is iSER header, BHS and data segment (`r.len` bytes, validated).
+        let body = copy.get_mut(hdr::LEN..).unwrap_or(&mut []);
+        let (h, data) = body.split_at_mut(bhs::BHS_LEN.min(body.len()));
+        if let Ok(h) = h.try_into() {
+            Self::deliver(st, iconn, h, data);
+        }
     }
 
     /// A completed receive of ring buffer `i`: validate, give the buffer back to the target,
@@ -1501,21 +1563,26 @@ impl IserConn {
             sizing::RECV_DATA_SEG_LEN,
             side.sh.n,
         );
-        // One copy of the whole buffer, without zeroing a stack array first; only the
-        // validated `len` bytes are used.
-        let mut copy: [u8; sizing::RX_PAYLOAD] = buf.try_into().unwrap_or([0; sizing::RX_PAYLOAD]);
-        let len = r.as_ref().map_or(0, |r| r.len);
+        let mut area = MaybeUninit::uninit();
+        let copy = RxCopy::new(buf, r.as_ref().map_or(0, |r| r.pdu.data_len), &mut area);
         // The copy is ours: give the buffer back to the target (4.11), in batches.
         if let Some(rq) = rq {
             if let Err(e) = side.repost(rq, i) {
                 iser_err!("reposting receive buffers (up to {}) failed: {:?}\n", i, e);
             }
         }
-        let r = match r {
-            Ok(r) => r,
-            Err(e) => {
+        let (r, mut copy) = match (r, copy) {
+            (Ok(r), Some(c)) => (r, c),
+            (Err(e), _) => {
                 drop(g);
                 Self::reject_pdu(st, iconn, "received PDU rejected", e);
+                return;
+            }
+            // Not reached: every ring buffer is `RX_PAYLOAD` bytes of the `rx` area.
+            (Ok(_), None) => {
+                drop(g);
+                iser_err!("receive buffer {} outside the ring\n", i);
+                fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
                 return;
             }
         };
@@ -1526,7 +1593,9 @@ impl IserConn {
             Stats::inc(&st.s.c.scsi_rsp_rx);
             if let Some((_, s)) = slot {
                 let t0 = s.t0.load(Ordering::Relaxed);
-                st.s.lat.record(time::clock_ns().saturating_sub(t0));
+                if t0 != 0 {
+                    st.s.lat.record(time::clock_ns().saturating_sub(t0));
+                }
             }
         }
         if let Some(rkey) = wc.invalidated_rkey {
@@ -1540,7 +1609,7 @@ impl IserConn {
         }
         let Some((si, s)) = slot else {
             drop(g);
-            Self::deliver(st, iconn, &mut copy[..len]);
+            Self::deliver(st, iconn, &mut copy.bhs, copy.data);
             return;
         };
         if s.xmit_busy.load(Ordering::Acquire) {
@@ -1578,12 +1647,11 @@ impl IserConn {
                 return;
             }
             Stats::inc(&st.s.c.rsp_before_send_done);
-            rs.dbuf[..len].copy_from_slice(&copy[..len]);
-            rs.deferred = Some(len);
+            rs.deferred = Some(HeldPdu::hold(&copy));
             return;
         }
         drop(g);
-        Self::deliver(st, iconn, &mut copy[..len]);
+        Self::deliver(st, iconn, &mut copy.bhs, copy.data);
     }
 
     /// Checks a Send with Invalidate against what the task's buffers expose (5.5).
@@ -1648,7 +1716,7 @@ impl IserConn {
             if let Some(s) = side.slots.get_mut(i) {
                 put = s.put_on_send.take();
                 // Copied out (only when a response waits) to deliver it after unlocking.
-                deferred = s.deferred.take().map(|len| (s.dbuf, len));
+                deferred = s.deferred.take();
             }
         }
         drop(g);
@@ -1677,8 +1745,9 @@ impl IserConn {
         if let Some(p) = put {
             p.put();
         }
-        if let Some((mut copy, len)) = deferred {
-            Self::deliver(st, iconn, copy.get_mut(..len).unwrap_or(&mut []));
+        if let Some(mut h) = deferred {
+            let data = h.data.get_mut(..h.data_len).unwrap_or(&mut []);
+            Self::deliver(st, iconn, &mut h.bhs, data);
         }
     }
 }

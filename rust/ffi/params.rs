@@ -39,6 +39,13 @@ pub(crate) fn pi_enable() -> bool {
     unsafe { bindings::iser_rs_param_pi_enable() }
 }
 
+/// `latency_histogram` (0644: read at each SCSI command's submission).
+#[inline]
+pub(crate) fn latency_histogram() -> bool {
+    // SAFETY: The getter only reads a `bool` with `READ_ONCE`; no preconditions.
+    unsafe { bindings::iser_rs_param_latency_histogram() }
+}
+
 /// Validates `val` with `check` and stores the parsed value into the parameter's `unsigned
 /// int`, or logs why the value is refused and returns `-EINVAL` (insmod then fails).
 ///

@@ -222,6 +222,7 @@ impl RxPdu {
 /// unknown opcodes; Data-In and R2T; a non-zero AHS length; a data segment larger than
 /// `max_data`; a data segment extending past the received bytes. Padding after the data
 /// segment is neither required nor checked.
+#[inline]
 pub(crate) fn decode_rx(buf: &[u8], received_len: usize, max_data: usize) -> Result<RxPdu, Error> {
     let b: &[u8; BHS_LEN] = buf
         .get(..BHS_LEN)

@@ -116,6 +116,7 @@ impl Header {
     ///
     /// Rejects short buffers, opcodes other than iSCSI control, undefined flag bits and
     /// non-zero reserved bytes (RFC 7145 section 9.2: reserved fields are sent as zero).
+    #[inline]
     pub(crate) fn decode(buf: &[u8]) -> Result<Self, Error> {
         let b: &[u8; LEN] = buf
             .get(..LEN)

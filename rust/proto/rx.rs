@@ -55,6 +55,7 @@ impl Error {
 /// # Errors
 ///
 /// The iSER header first ([`hdr::Header::decode`]), then the BHS ([`bhs::decode_rx`]).
+#[inline]
 pub(crate) fn parse(
     buf: &[u8],
     byte_len: usize,

@@ -2,8 +2,9 @@
 # Per-connection statistics in debugfs (/sys/kernel/debug/iser/connection<sid>:<cid>/stats)
 # agree with what fio did: the byte counters equal fio's bytes and the block layer's sectors,
 # the command counters equal the block layer's completed requests, every command got one
-# response, one latency sample and one registration, header-only SENDs went inline, and no
-# error counter moved. After logout the directory is gone.
+# response, one latency sample (latency_histogram=Y) and one registration, header-only SENDs
+# went inline, and no error counter moved. With latency_histogram=N the histogram holds still
+# while commands complete. After logout the directory is gone.
 . "$(dirname "$0")/../lib.sh"
 dev=$(iser_setup) || fail "setup/login"
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug || fail "mount debugfs"
@@ -21,6 +22,8 @@ while [ $i -lt 30 ]; do
   [ "$cur" = "$prev" ] && break
   prev=$cur; sleep 2; i=$((i + 1))
 done
+P=/sys/module/ib_iser/parameters/latency_histogram
+echo Y >"$P" || fail "latency_histogram=Y"
 snap 0
 FIO_TAG=_stats fio_verify "$dev" stats --rw=randrw --bsrange=4k-256k --iodepth=16 --size=16M \
   --offset=8M || fail "fio"
@@ -92,6 +95,15 @@ for x in bad:
 sys.exit(1 if bad else 0)
 PY
 grep -E '^latency_(p50|p99|mean)' "$f" | tr '\n' ' '; echo
+# Off: commands still complete (and are counted), the histogram does not move.
+echo N >"$P" || fail "latency_histogram=N"
+val() { awk -v k="$1" '$1 == k { print $2 }' "$f"; }
+l0=$(val latency_count) r0=$(val scsi_rsp_rx)
+dd if="/dev/$dev" of=/dev/null bs=4k count=256 iflag=direct 2>/dev/null || fail "dd with the histogram off"
+l1=$(val latency_count) r1=$(val scsi_rsp_rx)
+log "latency_histogram=N: scsi_rsp_rx $r0 -> $r1, latency_count $l0 -> $l1"
+[ "$r1" -ge $((r0 + 256)) ] || fail "scsi_rsp_rx $r0 -> $r1 for 256 reads"
+[ "$l1" = "$l0" ] || fail "latency_count moved with latency_histogram=N: $l0 -> $l1"
 iser_logout || fail "logout"
 [ ! -e "/sys/kernel/debug/iser/$conn" ] || fail "/sys/kernel/debug/iser/$conn still there after logout"
 [ -d /sys/kernel/debug/iser ] || fail "/sys/kernel/debug/iser missing while the module is loaded"
