@@ -263,7 +263,12 @@ struct Shared {
     login_rsp: DmaBuf,
     lkey: u32,
     remote_inv: bool,
-    discovery: bool,
+    /// A discovery session (SendTargets only): its Text responses all land in the login
+    /// buffer, so the receive ring is never posted. iscsiadm sets the session parameter
+    /// after bind and before the login (create, bind, set_param, login), so it is read
+    /// when each login request goes out, as the C driver does, and recorded here for the
+    /// login response's handler, which runs after that request was sent.
+    discovery: AtomicBool,
     slots: KVVec<SlotShared>,
     /// Per registration MR: registered and not invalidated since (lazy invalidation,
     /// iser-spec.md 5.4; tracked per MR, 11 item 4).
@@ -885,12 +890,9 @@ impl IserConn {
                 GFP_KERNEL,
             )?;
         }
-        // Discovery sessions carry no SCSI data: no registration pool.
-        let nfr = if info.discovery {
-            0
-        } else {
-            (info.scsi_cmds_max as usize).clamp(1, ptask::EXPOSED_MAX_MRS as usize)
-        };
+        // Whether this is a discovery session is not known yet at bind (see
+        // `Shared::discovery`): the pool is sized as for any session, as in C.
+        let nfr = (info.scsi_cmds_max as usize).clamp(1, ptask::EXPOSED_MAX_MRS as usize);
         let mut fr = KVec::with_capacity(nfr, GFP_KERNEL)?;
         let mut need_inval = KVec::with_capacity(nfr, GFP_KERNEL)?;
         for _ in 0..nfr {
@@ -916,7 +918,7 @@ impl IserConn {
                 login_rsp: DmaBuf::new(dev, sizing::RX_LOGIN_SIZE, DmaDir::FromDevice)?,
                 lkey: d.pd.local_dma_lkey(),
                 remote_inv,
-                discovery: info.discovery,
+                discovery: AtomicBool::new(info.discovery),
                 slots: sh_slots,
                 need_inval,
                 dataout_owner,
@@ -1183,9 +1185,12 @@ impl IserConn {
             )
             .map_err(fatal)?;
             let to_ffp = op == bhs::OP_LOGIN && ptask::login_to_ffp(bhs_bytes[1]);
+            let discovery = sh.iscsi.is_discovery();
+            sh.discovery.store(discovery, Ordering::Relaxed);
             // Pre-post the ring (all but slot 0, which follows the final login response)
-            // once, before the request that may enter full feature phase (4.11).
-            if to_ffp && !sh.discovery && !b.ring_posted {
+            // once, before the request that may enter full feature phase (4.11); never for
+            // a discovery session, whose Text responses need the login buffer.
+            if to_ffp && !discovery && !b.ring_posted {
                 for i in 1..sh.nrx {
                     sh.post_rx(rq, i).map_err(fatal)?;
                 }
@@ -1516,7 +1521,7 @@ impl IserConn {
             return;
         }
         let ffp = r.pdu.opcode == bhs::OP_LOGIN_RSP && ptask::login_to_ffp(r.pdu.flags);
-        if ffp && !sh.discovery {
+        if ffp && !sh.discovery.load(Ordering::Relaxed) {
             if let Some(rq) = &g.rq {
                 if let Err(e) = sh.post_rx(rq, 0) {
                     iser_err!("posting receive buffer 0 failed: {:?}\n", e);

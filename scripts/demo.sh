@@ -4,4 +4,12 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 impl=${IMPL:-rs}
-exec "$top/scripts/vm-run" -- env ISER_IMPL="$impl" "$top/tests/vm/demo.sh"
+# The fio figures mean something only on the perf kernel (no KASAN, lockdep, kmemleak): the
+# debug kernel under TCG does a few dozen IOPS. Use the perf kernel when it is cached (make
+# bench builds it), else the debug kernel, and say which (DEMO_KERNEL=debug|perf forces one).
+flavor=${DEMO_KERNEL:-}
+if [ -z "$flavor" ]; then
+  flavor=debug
+  [ -f "$("$top/scripts/kernel.sh" path perf)/.built" ] && flavor=perf
+fi
+exec "$top/scripts/vm-run" --kernel "$flavor" -- env ISER_IMPL="$impl" ISER_KFLAVOR="$flavor" "$top/tests/vm/demo.sh"

@@ -21,6 +21,10 @@ PKGS=(
   # iSCSI initiator + targets, RDMA userspace, I/O tools
   open-iscsi targetcli-fb tgt dmsetup rdma-core ibverbs-utils ibverbs-providers perftest
   fio sg3-utils iproute2 util-linux procps
+  # multipath tests and bench (issue 21): multipathd in the guest over dm-multipath
+  multipath-tools
+  # the adversarial iSER target in the VM (issue 20): rdma-core's Python binding
+  python3-pyverbs
   # make check: the DKMS install test (scripts/dkms-test.sh)
   dkms
   # make check: Documentation/ validated with docutils

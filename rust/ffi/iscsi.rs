@@ -922,6 +922,15 @@ impl IscsiConn {
         }
     }
 
+    /// Whether the session is a discovery session, as its `ISCSI_PARAM_DISCOVERY_SESS`
+    /// parameter says now: iscsiadm sets it after bind, before the login.
+    pub(crate) fn is_discovery(&self) -> bool {
+        // SAFETY: The session of a live connection is live (invariant). The field is a plain
+        // `int` that `iscsi_set_param` may write concurrently from the netlink path: a
+        // volatile read of an aligned `int` reads either value, as C's plain read does.
+        unsafe { core::ptr::read_volatile(&raw const (*self.session()).discovery_sess) != 0 }
+    }
+
     /// The session id and connection id, as in the sysfs name `connection<sid>:<cid>`.
     pub(crate) fn ids(&self) -> (u32, u32) {
         // SAFETY: The connection and its session are live (invariant); a libiscsi session

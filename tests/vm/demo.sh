@@ -35,6 +35,16 @@ for f in sys.argv[1:]:
     r, w = j["read"], j["write"]
     print("| %s | %.0f | %.1f | %.0f | %.1f | %d |" % (j["jobname"], r["iops"], r["bw"]/1024, w["iops"], w["bw"]/1024, j["error"]))
 PY
+if [ "${ISER_KFLAVOR:-debug}" = debug ]; then
+  cat <<'EOF2'
+These figures come from the debug kernel (KASAN, lockdep, kmemleak) under TCG emulation: it
+runs a few dozen IOPS whatever the driver, so they show that I/O flows, not how fast it is.
+For performance figures run `make bench` (the perf kernel, ours against the C driver,
+iscsi_tcp and nvme-rdma in the same run); once the perf kernel is cached, make demo uses it.
+EOF2
+else
+  echo "(perf kernel under TCG emulation: compare figures only within one run; make bench compares drivers)"
+fi
 say "logout"
 iser_logout || die "logout"
 iscsid_stop

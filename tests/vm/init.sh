@@ -22,12 +22,16 @@ for d in /etc /var /root /usr/lib /home /opt /srv; do
   u=/run/ovl$d; mkdir -p "$u/u" "$u/w"
   mount -t overlay overlay -o "lowerdir=$d,upperdir=$u/u,workdir=$u/w" "$d"
 done
-mount -t tmpfs -o mode=1777 tmp /tmp
-mkdir -p /run/lock /var/run
 # The test kernel's modules at /lib/modules/$KVER (/lib is /usr/lib on Debian 12).
 mkdir -p /run/kmods && mount -t 9p -o trans=virtio,version=9p2000.L,ro kmods /run/kmods
 mkdir -p /usr/lib/modules && ln -sfn "/run/kmods/$KVER" "/usr/lib/modules/$KVER"
-# The work tree (read-write, same path) and this run's control directory.
+# A fresh /tmp first: the work tree or the run directory may live under it on the host (a
+# clone in /tmp), and mounting /tmp afterwards would hide them.
+mount -t tmpfs -o mode=1777 tmp /tmp
+mkdir -p /run/lock /var/run
+# The work tree (read-write, same path) and this run's control directory. Their mount
+# points exist in the read-only root unless a tmpfs above hides them: then made there.
+for m in "$TOP" "$RUN"; do [ -d "$m" ] || mkdir -p "$m"; done
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 work "$TOP"
 mount -t 9p -o trans=virtio,version=9p2000.L run "$RUN"
 hostname iser-vm

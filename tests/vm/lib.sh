@@ -175,10 +175,38 @@ lio_target_down() {
 
 lio_teardown() {
   lio_target_down
+  lio_targets_remove_all
   rmdir "$CFS/core/iblock_0/nullb0" "$CFS/core/iblock_0" 2>/dev/null
   dmsetup remove --noudevsync "$DM_DELAY" 2>/dev/null
   rmdir /sys/kernel/config/nullb/nullb0 2>/dev/null
   return 0
+}
+
+# lio_targets_remove_all: every iSCSI target in configfs, whatever created it (tests with
+# many targets, portals or LUNs); returns non-zero if one is left.
+lio_targets_remove_all() {
+  local t tpg x
+  [ -d "$CFS/iscsi" ] || return 0
+  for t in "$CFS"/iscsi/iqn.* "$CFS"/iscsi/eui.* "$CFS"/iscsi/naa.*; do
+    [ -d "$t" ] || continue
+    for tpg in "$t"/tpgt_*; do
+      [ -d "$tpg" ] || continue
+      echo 0 >"$tpg/enable" 2>/dev/null
+      for x in "$tpg"/acls/*/lun_*/*; do [ -L "$x" ] && rm -f "$x"; done
+      for x in "$tpg"/acls/*/lun_*; do [ -d "$x" ] && rmdir "$x"; done
+      for x in "$tpg"/acls/*; do [ -d "$x" ] && rmdir "$x"; done
+      for x in "$tpg"/np/*; do
+        [ -d "$x" ] || continue
+        [ -e "$x/iser" ] && echo 0 >"$x/iser" 2>/dev/null
+        rmdir "$x"
+      done
+      for x in "$tpg"/lun/lun_*/*; do [ -L "$x" ] && rm -f "$x"; done
+      for x in "$tpg"/lun/lun_*; do [ -d "$x" ] && rmdir "$x"; done
+      rmdir "$tpg"
+    done
+    rmdir "$t"
+  done 2>/dev/null
+  ! ls "$CFS/iscsi/" 2>/dev/null | grep -qE '^(iqn|eui|naa)\.'
 }
 
 # --- tgt (userspace target, rdma-core's rxe/siw providers) -------------------------------------
@@ -331,7 +359,16 @@ fio_loop_stop() {
 
 # --- Kernel log -------------------------------------------------------------------------------
 # Patterns that fail any test when they appear in the kernel log during it.
-SPLAT_RE='WARNING:|BUG:|KASAN|UBSAN|Oops|general protection fault|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|INFO: lockdep is turned off|DEBUG_LOCKS_WARN_ON|sleeping function called from invalid context|suspected memory leak|blocked for more than|refcount_t:|list_add corruption|list_del corruption|ODEBUG'
+# Watchdogs (debug.config, thresholds in scripts/vm-run): soft lockups, RCU stalls,
+# workqueue lockups and hung tasks; a Rust panic prints "panicked at" before its BUG.
+SPLAT_RE='WARNING:|BUG:|KASAN|UBSAN|Oops|general protection fault|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|INFO: lockdep is turned off|DEBUG_LOCKS_WARN_ON|sleeping function called from invalid context|suspected memory leak|blocked for more than|refcount_t:|list_add corruption|list_del corruption|ODEBUG|soft lockup|hard LOCKUP|self-detected stall|detected stalls on CPU|rcu_.* stall|workqueue lockup|Kernel panic|panicked at|Unable to handle|stack-protector|Bad page state'
+# A connection failure as libiscsi reports it (iscsi_conn_failure, ping timeouts) or the
+# replacement timeout expiring: expected only in tests that inject faults (FAULTS=1).
+CONN_ERR_RE='detected conn error|ping timeout of [0-9]+ secs expired|session recovery timed out'
+
+# conn_failures: the connection failures reported in the kernel log so far (since the last
+# dmesg -C, i.e. since this test started).
+conn_failures() { dmesg | grep -c 'detected conn error' || true; }
 
 # kmemleak_scan: runs a scan and prints the number of unreferenced objects reported.
 kmemleak_scan() {

@@ -1,60 +1,140 @@
 #!/bin/bash
-# The VM test suite (run inside the VM by scripts/vm-run). KTAP output; each test passes only
-# if it exits 0 AND the kernel log it produced is free of splats (lib.sh SPLAT_RE).
+# The VM test suite (run inside the VM by scripts/vm-run). KTAP output.
 #
 #   tests/vm/suite.sh [NAME_REGEX]       # default: every test in tests/vm/tests.list
 #
+# A test passes only if all of these hold (Documentation/testing.rst, "What a pass means"):
+#   - its script exits 0 (4 = skipped, reported as a skip with the reason it printed);
+#   - the cleanup after it (logout, iscsid, rmmod ib_iser, target and RDMA teardown) works
+#     and leaves nothing behind (no session, no ib_iser, no LIO target, no RDMA device);
+#   - the kernel log of the test *and* of its cleanup has no splat (lib.sh SPLAT_RE:
+#     WARN/BUG/KASAN/lockdep/soft lockup/RCU stall/workqueue lockup/hung task/...);
+#   - lockdep is still on afterwards (after a report it turns itself off for the rest of the
+#     boot: every later test then fails too, loudly, since nothing checks locking any more);
+#   - kmemleak (required: its absence fails the test) finds no new unreferenced object;
+#   - unless the test injects faults (FAULTS=1 in tests.list), no connection failure was
+#     reported (libiscsi's "detected conn error", ping timeouts) and ib_iser logged no error:
+#     a data test that rode through a recovery is a failed data test.
+#
 # ISER_SHARD=K/N runs only every N-th test starting at the K-th (0-based), so N VMs can share
-# the list (scripts/check.sh runs two, one per host core).
+# the list (scripts/check.sh runs two, one per host core); tests/vm/plan.sh selects them.
 #
 # Results (per-test output and kernel log) go to $ISER_RESULTS (default results/vm-<time>).
-# The last line is "vm: N passed, N failed, N skipped".
+# The last line is "vm: planned P, N passed, N failed, N skipped".
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 filter=${1:-.}
 RES=${ISER_RESULTS:-$ISER_TOP/results/vm-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RES"
 export ISER_RESULTS=$RES
+KMEMLEAK=/sys/kernel/debug/kmemleak
 
-shard=${ISER_SHARD:-0/1}
-mapfile -t lines < <(grep -Ev '^[[:space:]]*(#|$)' "$here/tests.list" | awk -v f="$filter" '$1 ~ f' \
-  | awk -v k="${shard%/*}" -v n="${shard#*/}" '(NR - 1) % n == k')
+mapfile -t lines < <("$here/plan.sh" "$filter" "${ISER_SHARD:-0/1}")
+planned=$(( ${#lines[@]} + 1 ))
 echo "KTAP version 1"
 echo "# kernel $(uname -r), ib_iser.ko $(modinfo -F srcversion "$ISER_KO" 2>/dev/null), results in $RES"
-echo "1..$(( ${#lines[@]} + 1 ))"
+echo "1..$planned"
 pass=0 failn=0 skipn=0 n=1
-# Test 1: the boot itself left no splat in the kernel log.
+lockdep_off=
+
+# lockdep_on: debug_locks is still 1 (lockdep turns itself off after its first report).
+lockdep_on() { grep -Eq '^ *debug_locks: +1$' /proc/lockdep_stats 2>/dev/null; }
+
+# Test 1: the boot left no splat, and the detectors the suite relies on are there.
 dmesg >"$RES/boot.dmesg"
+why=()
 splats=$(grep -E "$SPLAT_RE" "$RES/boot.dmesg" | head -n 5)
-if [ -z "$splats" ]; then echo "ok 1 kernel_boot_log_clean"; pass=1
-else echo "$splats" | sed 's/^/#   /'; echo "not ok 1 kernel_boot_log_clean"; failn=1; fi
+[ -z "$splats" ] || why+=("boot log has splats: $splats")
+lockdep_on || why+=("lockdep is not on (debug_locks)")
+[ -w "$KMEMLEAK" ] || why+=("kmemleak is not available")
+[ -e /proc/sys/kernel/watchdog_thresh ] || why+=("no soft-lockup detector")
+[ -e /sys/module/workqueue/parameters/watchdog_thresh ] || why+=("no workqueue watchdog")
+[ -e /proc/sys/kernel/hung_task_timeout_secs ] || why+=("no hung-task detector")
+if [ -w "$KMEMLEAK" ]; then
+  # What boot left unreferenced is not ours to judge: forget it.
+  echo scan >"$KMEMLEAK"; echo clear >"$KMEMLEAK"
+fi
+if [ ${#why[@]} = 0 ]; then echo "ok 1 kernel_boot_log_clean_detectors_on"; pass=1
+else printf '#   %s\n' "${why[@]}"; echo "not ok 1 kernel_boot_log_clean_detectors_on"; failn=1; fi
+
+# cleanup: leaves a clean VM for the next test, whatever this one did; prints what failed.
+cleanup() {
+  { touch /tmp/fio_loop.stop; ip link set "$(nic)" up; iscsid_start
+    timeout 120 iscsiadm -m node --logoutall=all; iscsid_stop; } >/dev/null 2>&1
+  # Whatever multipath or mounts a test left above the disks.
+  { pkill -x multipathd; umount -l /mnt/iser* ; multipath -F; } >/dev/null 2>&1
+  unload_initiator >/dev/null 2>&1 || echo "rmmod ib_iser failed: $(rmmod ib_iser 2>&1)"
+  lio_teardown >/dev/null 2>&1 || echo "LIO teardown failed"
+  tgt_teardown >/dev/null 2>&1
+  rdma_down >/dev/null 2>&1
+  rm -f /tmp/fio_loop.stop
+  # What must be gone now.
+  local left=()
+  iser_loaded && left+=("ib_iser still loaded")
+  ls /sys/class/iscsi_session/ 2>/dev/null | grep -q . && left+=("iSCSI sessions: $(ls /sys/class/iscsi_session/)")
+  ls /sys/class/iscsi_endpoint/ 2>/dev/null | grep -q . && left+=("iSCSI endpoints: $(ls /sys/class/iscsi_endpoint/)")
+  ls "$CFS/iscsi/" 2>/dev/null | grep -q '^iqn' && left+=("LIO targets: $(ls "$CFS/iscsi/" | grep '^iqn' | head -n 3)")
+  ls /sys/class/infiniband/ 2>/dev/null | grep -q . && left+=("RDMA devices: $(ls /sys/class/infiniband/)")
+  pgrep -x iscsid >/dev/null && left+=("iscsid still running")
+  [ ${#left[@]} = 0 ] || printf 'cleanup left: %s\n' "${left[@]}"
+}
+
 for line in "${lines[@]}"; do
   read -r name script envs <<<"$line"
   n=$((n + 1))
+  faults=0; [[ " $envs " == *" FAULTS=1 "* ]] && faults=1
   dmesg -C
   start=$(date +%s)
   # shellcheck disable=SC2086
   env $envs timeout -k 10 "${TEST_TIMEOUT:-900}" bash "$here/tests/$script" >"$RES/$name.log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
-  dmesg >"$RES/$name.dmesg"
+  dmesg >"$RES/$name.test.dmesg"
   sed 's/^/# /' "$RES/$name.log"
+  why=()
+  # Errors the test met, before its cleanup: a test that injects no fault must see none.
+  conn_errs=$(grep -Ec "$CONN_ERR_RE" "$RES/$name.test.dmesg")
+  our_errs=$(dmesg --level=emerg,alert,crit,err | grep -c 'ib_iser: ')
+  if [ "$faults" = 1 ]; then
+    echo "# connection failures reported: $conn_errs, ib_iser error lines: $our_errs (fault test)"
+  elif [ "$conn_errs" != 0 ] || [ "$our_errs" != 0 ]; then
+    why+=("no fault was injected, yet $conn_errs connection failures and $our_errs ib_iser error lines:")
+    why+=("$(grep -E "$CONN_ERR_RE" "$RES/$name.test.dmesg" | head -n 3)")
+    why+=("$(dmesg --level=emerg,alert,crit,err | grep 'ib_iser: ' | head -n 3)")
+  fi
+  cl=$(cleanup)
+  [ -z "$cl" ] || why+=("$cl")
+  # The whole kernel log: the test and its cleanup (logout, rmmod, teardown).
+  dmesg >"$RES/$name.dmesg"
   splats=$(grep -E "$SPLAT_RE" "$RES/$name.dmesg" | head -n 5)
-  # Leave a clean VM for the next test, whatever this one did.
-  { touch /tmp/fio_loop.stop; ip link set "$(nic)" up; iscsid_start; iscsiadm -m node --logoutall=all; iscsid_stop
-    unload_initiator; lio_teardown; tgt_teardown; rdma_down; } >/dev/null 2>&1
-  if [ -n "$splats" ]; then
-    echo "# kernel log of $name has splats:"; echo "$splats" | sed 's/^/#   /'
-    echo "not ok $n $name # ${secs}s"; failn=$((failn + 1))
-  elif [ $rc = 0 ]; then
-    echo "ok $n $name # ${secs}s"; pass=$((pass + 1))
-  elif [ $rc = "$KSFT_SKIP" ]; then
-    echo "ok $n $name # SKIP"; skipn=$((skipn + 1))
+  [ -z "$splats" ] || why+=("kernel log has splats:" "$splats")
+  if [ -n "$lockdep_off" ]; then
+    why+=("lockdep has been off since $lockdep_off: locking is no longer checked in this VM")
+  elif ! lockdep_on; then
+    lockdep_off=$name
+    why+=("lockdep turned itself off during this test (a lock report)")
+  fi
+  if [ -w "$KMEMLEAK" ]; then
+    echo scan >"$KMEMLEAK"; sleep 2; echo scan >"$KMEMLEAK"
+    leaks=$(grep -c '^unreferenced object' "$KMEMLEAK")
+    if [ "$leaks" != 0 ]; then
+      cp "$KMEMLEAK" "$RES/$name.kmemleak"
+      why+=("kmemleak: $leaks unreferenced objects (first: $(grep -m1 -A14 '^unreferenced object' "$KMEMLEAK" | grep -m3 -E '\[<' | tr -s ' ' | tr '\n' ' '))")
+    fi
+    echo clear >"$KMEMLEAK"
   else
-    [ $rc = 124 ] && echo "# $name timed out"
+    why+=("kmemleak is not available: leaks cannot be checked")
+  fi
+  if [ $rc = "$KSFT_SKIP" ] && [ ${#why[@]} = 0 ]; then
+    echo "ok $n $name # SKIP $(grep -m1 '^SKIP: ' "$RES/$name.log" | cut -c7-)"; skipn=$((skipn + 1))
+  elif [ $rc = 0 ] && [ ${#why[@]} = 0 ]; then
+    echo "ok $n $name # ${secs}s"; pass=$((pass + 1))
+  else
+    [ $rc = 124 ] && echo "# $name timed out after ${TEST_TIMEOUT:-900} s"
+    [ ${#why[@]} = 0 ] || printf '%s\n' "${why[@]}" | sed 's/^/#   /'
     echo "not ok $n $name # exit $rc, ${secs}s"; failn=$((failn + 1))
   fi
 done
-echo "# Totals: pass:$pass fail:$failn xfail:0 xpass:0 skip:$skipn error:0"
-echo "vm: $pass passed, $failn failed, $skipn skipped"
-[ $failn = 0 ]
+echo "# Totals: pass:$pass fail:$failn xfail:0 xpass:0 skip:$skipn error:$(( planned - pass - failn - skipn ))"
+echo "vm: planned $planned, $pass passed, $failn failed, $skipn skipped"
+[ $failn = 0 ] && [ $((pass + failn + skipn)) = "$planned" ]
