@@ -4,8 +4,10 @@
 #
 #   make            build ib_iser.ko (installs dependencies and the test kernel if missing)
 #   make check      host unit tests + VM suite; ends with "N passed, N failed"
-#   make check-long the same with the long loops (200 login/logout cycles, 20 link flaps,
-#                   10 target restarts, 5 device removals, 5 iscsid restarts)
+#   make check-long the same with the long loops (200 login/logout cycles, 50 link flaps,
+#                   20 target restarts, 10 device removals, 10 iscsid restarts, 10 logouts
+#                   under I/O) and 10 million fuzz executions per target
+#   make check-harness  planted faults in a test build; passes only if the suite reports each
 #   make demo       boot the VM, soft-RoCE + LIO, log in over iSER, run a short fio
 #   make bench      benchmark against the C driver, iscsi_tcp, nvme-rdma (perf kernel)
 #   make bench-pair ours vs the C driver in two VMs at once, swapped halfway (host noise
@@ -29,7 +31,7 @@ SHELL := /bin/bash
 RUSTFMT ?= rustfmt
 RUST_SRCS = $(shell find rust tests/host/src tests/fuzz/src tests/fuzz/fuzz_targets -name '*.rs' ! -name '*generated*')
 
-.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long demo bench bench-pair clean \
+.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long check-harness demo bench bench-pair clean \
 	install uninstall dkms-install dkms-uninstall
 
 all: modules
@@ -69,7 +71,12 @@ check: deps
 # The long loops (200 login/logout cycles, 20 link flaps, 10 target restarts, ...) instead
 # of the short versions make check runs.
 check-long: deps
-	@ISER_LOGIN_CYCLES=200 ISER_LONG=1 TEST_TIMEOUT=3600 scripts/check.sh
+	@ISER_LOGIN_CYCLES=200 ISER_LONG=1 TEST_TIMEOUT=3600 ISER_FUZZ_RUNS=10000000 ISER_FUZZ_SECONDS=3600 scripts/check.sh
+
+# The suite shown to fail: a test build with planted faults (rust/planted.rs), each of which
+# the VM tests must report as a failure (scripts/check-harness.sh).
+check-harness: deps
+	@scripts/check-harness.sh
 
 demo: deps
 	@scripts/demo.sh

@@ -61,3 +61,14 @@ struct ib_pd *iser_rs_ib_alloc_pd(struct ib_device *dev, unsigned int flags) { r
 struct rdma_cm_id *iser_rs_rdma_create_id(iser_rs_cm_handler handler, void *ctx) { return rdma_create_id(&init_net, handler, ctx, RDMA_PS_TCP, IB_QPT_RC); }
 u64 iser_rs_sg_dma_address(struct scatterlist *sg) { return sg_dma_address(sg); }
 unsigned int iser_rs_sg_dma_len(struct scatterlist *sg) { return sg_dma_len(sg); }
+
+#ifdef ISER_TEST_FAULTS
+/* Test builds only (make check-harness, Documentation/testing.rst): never in the shipped module. */
+#include <linux/highmem.h>
+static char *iser_rs_planted_fault = "";
+module_param_named(planted_fault, iser_rs_planted_fault, charp, 0444);
+MODULE_PARM_DESC(planted_fault, "TEST BUILD: the fault to plant (warn_unload, flip_read, leak_logout, conn_error, stall_completion)");
+const char *iser_rs_param_planted_fault(void) { return iser_rs_planted_fault; }
+void iser_rs_test_warn(void) { WARN(1, "ib_iser: planted fault warn_unload\n"); }
+void iser_rs_test_flip_sg_byte(struct scatterlist *sg) { u8 *p = kmap_local_page(sg_page(sg)); p[sg->offset] ^= 0x5a; kunmap_local(p); }
+#endif

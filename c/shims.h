@@ -37,4 +37,11 @@ struct rdma_cm_id *iser_rs_rdma_create_id(iser_rs_cm_handler handler, void *ctx)
 u64 iser_rs_sg_dma_address(struct scatterlist *sg);
 unsigned int iser_rs_sg_dma_len(struct scatterlist *sg);
 
+#ifdef ISER_TEST_FAULTS
+/* Test builds only (make check-harness): the planted faults of rust/planted.rs. */
+const char *iser_rs_param_planted_fault(void);
+void iser_rs_test_warn(void);
+void iser_rs_test_flip_sg_byte(struct scatterlist *sg);
+#endif
+
 #endif /* IB_ISER_RS_SHIMS_H */

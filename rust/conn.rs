@@ -1449,6 +1449,8 @@ impl IserConn {
     /// `cleanup_task` (atomic, back_lock held): takes only `res`, never `dp`, so a task
     /// completed on one CPU is not held up by a transmit on another.
     pub(crate) fn cleanup_task(&self, task: &mut Task<'_>) {
+        #[cfg(iser_test_faults)]
+        crate::planted::on_cleanup_task(task);
         if let Some(r) = &mut *self.res.lock() {
             r.release_task(task.index());
         }
@@ -1596,6 +1598,16 @@ impl IserConn {
         let slot = r.slot.and_then(|s| sh.slots.get(s).map(|x| (s, x)));
         if r.pdu.opcode == bhs::OP_SCSI_RSP {
             Stats::inc(&st.s.c.scsi_rsp_rx);
+            #[cfg(iser_test_faults)]
+            {
+                crate::planted::maybe_stall();
+                if crate::planted::fail_at_response() {
+                    drop(g);
+                    iser_err!("TEST BUILD: planted fault conn_error: failing the connection\n");
+                    fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
+                    return;
+                }
+            }
             if let Some((_, s)) = slot {
                 let t0 = s.t0.load(Ordering::Relaxed);
                 if t0 != 0 {

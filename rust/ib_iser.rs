@@ -16,6 +16,8 @@ mod log;
 mod conn;
 mod device;
 mod ffi;
+#[cfg(iser_test_faults)]
+mod planted;
 #[allow(
     dead_code,
     reason = "protocol helpers the driver does not use yet (decoders for the target side, Hello opcodes) are kept for the host tests"
@@ -79,6 +81,8 @@ impl kernel::Module for IserModule {
         .inspect_err(|e| {
             iser_err!("registering iSCSI transport 'iser' failed: {:?}\n", e);
         })?;
+        #[cfg(iser_test_faults)]
+        planted::announce();
         iser_info!(
             "loaded: debug_level={} max_lun={} max_sectors={} always_register={} pi_enable={}\n",
             ffi::params::debug_level(),
@@ -99,5 +103,7 @@ impl kernel::Module for IserModule {
 impl Drop for IserModule {
     fn drop(&mut self) {
         iser_info!("unloading\n");
+        #[cfg(iser_test_faults)]
+        planted::on_unload();
     }
 }

@@ -129,6 +129,8 @@ impl iscsi::TransportOps for Iser {
     }
 
     fn stop_conn(iconn: IscsiConn, flag: c_int) {
+        #[cfg(iser_test_faults)]
+        crate::planted::on_stop(flag);
         IserConn::stop(iconn, flag);
     }
 

@@ -72,18 +72,24 @@ if ! (cd tests/fuzz && unset CARGO_ENCODED_RUSTFLAGS &&
 fi
 echo "fuzz: built in $(($(date +%s) - t0)) s"
 
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
+# The corpus grows run to run: libFuzzer writes the inputs that found new coverage into the
+# first directory, a cache kept across runs (ISER_FUZZ_CORPUS); the seeds in the tree are
+# read as a second one and never modified.
+corpus=${ISER_FUZZ_CORPUS:-${ISER_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/iser-rs}/fuzz-corpus}
+# ISER_FUZZ_RUNS=N stops each target after N executions instead (make check-long: 10 million),
+# with SECONDS_PER_TARGET as the upper bound of its time.
+runs_arg=${ISER_FUZZ_RUNS:+-runs=$ISER_FUZZ_RUNS}
 failed=0
 for t in $targets; do
   [ -x "$bin/$t" ] || { echo "fuzz $t: no such target"; failed=1; continue; }
-  mkdir -p "$scratch/$t"
-  cp -r tests/fuzz/corpus/"$t"/. "$scratch/$t"/ 2>/dev/null
+  mkdir -p "$corpus/$t"
+  before=$(find "$corpus/$t" -type f | wc -l)
   log=$res/$t.log
   t0=$(date +%s)
   # shellcheck disable=SC2086
-  "$bin/$t" -max_total_time="$secs" -max_len=8400 -rss_limit_mb=2048 -timeout=10 \
-    -print_final_stats=1 -artifact_prefix="$res/$t-" ${ISER_FUZZ_ARGS:-} "$scratch/$t" >"$log" 2>&1
+  "$bin/$t" -max_total_time="$secs" $runs_arg -max_len=8400 -rss_limit_mb=2048 -timeout=10 \
+    -print_final_stats=1 -artifact_prefix="$res/$t-" ${ISER_FUZZ_ARGS:-} "$corpus/$t" \
+    tests/fuzz/corpus/"$t" >"$log" 2>&1
   rc=$?
   el=$(($(date +%s) - t0))
   crashes=$(find "$res" -maxdepth 1 -name "$t-*" ! -name '*.log' | wc -l)
@@ -94,7 +100,13 @@ for t in $targets; do
     runs=$(grep -oE '^#[0-9]+' "$log" | tail -n1 | tr -d '#'); s=$el
   fi
   [ "$rc" = 0 ] || [ "$crashes" -gt 0 ] || crashes=1  # died without an artifact
-  echo "fuzz $t: ${runs:-0} runs in ${s} s, $crashes crashes"
+  after=$(find "$corpus/$t" -type f | wc -l)
+  echo "fuzz $t: ${runs:-0} runs in ${s} s, $crashes crashes, corpus $before -> $after inputs"
+  # A run that executed nothing proves nothing.
+  [ "${runs:-0}" -gt 0 ] || { echo "  $t executed no input"; failed=1; }
+  if [ -n "${ISER_FUZZ_RUNS:-}" ] && [ "$crashes" = 0 ] && [ "${runs:-0}" -lt "$ISER_FUZZ_RUNS" ]; then
+    echo "  $t reached ${runs:-0} of the $ISER_FUZZ_RUNS executions asked for in $secs s"; failed=1
+  fi
   if [ "$crashes" -gt 0 ]; then
     failed=1
     if grep -q 'panicked at' "$log"; then

@@ -1205,6 +1205,10 @@ impl<'a> Task<'a> {
                 count: sdb.table.nents as c_int,
                 len: sdb.length,
                 prot_normal: (*sc).prot_op == bindings::scsi_prot_operations_SCSI_PROT_NORMAL as u8,
+                #[cfg(iser_test_faults)]
+                is_read: (*sc).sc_data_direction == super::compat::DMA_FROM_DEVICE,
+                #[cfg(iser_test_faults)]
+                result: (*sc).result,
             })
         }
     }
@@ -1235,9 +1239,21 @@ pub(crate) struct ScsiData {
     pub(crate) len: u32,
     /// No protection information operation.
     pub(crate) prot_normal: bool,
+    /// Test builds: the command reads (device to memory).
+    #[cfg(iser_test_faults)]
+    pub(crate) is_read: bool,
+    /// Test builds: the command's SCSI result so far (0: good).
+    #[cfg(iser_test_faults)]
+    pub(crate) result: c_int,
 }
 
 impl ScsiData {
+    /// Test builds: the first scatterlist entry (valid while the command is, invariant).
+    #[cfg(iser_test_faults)]
+    pub(crate) fn sgl(&self) -> Option<NonNull<bindings::scatterlist>> {
+        self.sgl.filter(|_| self.count > 0 && self.len > 0)
+    }
+
     /// Maps the buffer for DMA on `dev` (None: empty buffer).
     pub(crate) fn map(&self, dev: DeviceRef, dir: DmaDir) -> Result<Option<MappedSg>> {
         match self.sgl {

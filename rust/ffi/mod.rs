@@ -12,6 +12,8 @@ pub(crate) mod errno;
 pub(crate) mod global;
 pub(crate) mod iscsi;
 pub(crate) mod params;
+#[cfg(iser_test_faults)]
+pub(crate) mod planted;
 pub(crate) mod rdma;
 pub(crate) mod time;
 pub(crate) mod wq;

@@ -17,12 +17,15 @@ ISER_DEPS="ib_core rdma_cm scsi_transport_iscsi libiscsi"
 
 iser_loaded() { [ -d /sys/module/ib_iser ]; }
 
+# make check-harness: a test build of ours loaded with a planted fault (rust/planted.rs).
+PLANTED_ARG=${ISER_PLANTED:+planted_fault=$ISER_PLANTED}
+
 # The implementation under test: rs (ours, $ISER_KO) or c (the in-tree C ib_iser).
 load_initiator() {
   local impl=${1:-${ISER_IMPL:-rs}}; shift || true
   iser_loaded && { echo "ib_iser is already loaded" >&2; return 1; }
   case $impl in
-    rs) modprobe -a $ISER_DEPS && insmod "$ISER_KO" "$@" ;;
+    rs) modprobe -a $ISER_DEPS && insmod "$ISER_KO" "$@" $PLANTED_ARG ;;
     c) modprobe ib_iser "$@" ;;
     *) echo "unknown implementation '$impl'" >&2; return 1 ;;
   esac

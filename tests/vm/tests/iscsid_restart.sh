@@ -5,7 +5,7 @@
 # (6.12 in-kernel recovery: ep_disconnect + stop_conn from the class layer), and the restarted
 # iscsid logs the session in again; the verified I/O sees no error.
 . "$(dirname "$0")/../lib.sh"
-ROUNDS=${ISER_LONG:+5}; ROUNDS=${ROUNDS:-2}
+ROUNDS=${ISER_LONG:+10}; ROUNDS=${ROUNDS:-2}
 dev=$(REPLACEMENT_TIMEOUT=120 iser_setup) || fail "setup/login"
 fio_loop_start "$dev"
 for i in $(seq "$ROUNDS"); do
@@ -33,5 +33,6 @@ iscsid_start
 t=$(wait_recovered "$dev" 100) || fail "iscsid did not recover the session"
 log "iscsid restarted after an in-kernel cleanup: session recovered in ${t} s"
 fio_loop_stop || fail "verified I/O"
+[ "$(conn_failures)" -ge 1 ] || fail "the target going away was not reported as a connection failure"
 iser_logout || fail "logout"
 exit 0

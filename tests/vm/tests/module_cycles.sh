@@ -14,8 +14,8 @@ if [ -w /sys/kernel/debug/kmemleak ]; then
 fi
 for i in $(seq "$CYCLES"); do
   # Alternate between default and non-default parameters.
-  if [ $((i % 2)) = 0 ]; then insmod "$ISER_KO" max_sectors=2048 max_lun=8 || fail "insmod #$i"
-  else insmod "$ISER_KO" || fail "insmod #$i"; fi
+  if [ $((i % 2)) = 0 ]; then insmod "$ISER_KO" max_sectors=2048 max_lun=8 $PLANTED_ARG || fail "insmod #$i"
+  else insmod "$ISER_KO" $PLANTED_ARG || fail "insmod #$i"; fi
   [ -d /sys/class/iscsi_transport/iser ] || fail "transport not registered after insmod #$i"
   [ -d /sys/kernel/debug/iser ] || fail "no /sys/kernel/debug/iser after insmod #$i"
   read -r refcnt </sys/module/ib_iser/refcnt

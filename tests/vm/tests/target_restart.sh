@@ -5,7 +5,7 @@
 # the replacement timeout: no I/O error, every block verified, and data written before the
 # first restart reads back unchanged.
 . "$(dirname "$0")/../lib.sh"
-ROUNDS=${ISER_LONG:+10}; ROUNDS=${ROUNDS:-3}
+ROUNDS=${ISER_LONG:+20}; ROUNDS=${ROUNDS:-3}
 dev=$(REPLACEMENT_TIMEOUT=120 iser_setup) || fail "setup/login"
 fio_verify "$dev" before --rw=randwrite --bs=16k --iodepth=16 --size=8M --offset=0 || fail "initial write"
 fio_loop_start "$dev"
@@ -20,7 +20,9 @@ done
 fio_loop_stop || fail "verified I/O during target restarts"
 FIO_TAG=_reread fio_verify "$dev" before --rw=randwrite --bs=16k --iodepth=16 --size=8M \
   --offset=0 --verify_only=1 || fail "data written before the restarts"
-n=$(dmesg | grep -c "detected conn error" || true)
+n=$(conn_failures)
 log "connection errors reported to libiscsi: $n"
+# Every restart closes the target's connections: each must have been seen and recovered.
+[ "$n" -ge "$ROUNDS" ] || fail "$n connection failures for $ROUNDS target restarts"
 iser_logout || fail "logout"
 exit 0
