@@ -59,12 +59,16 @@ fn max_sectors_bounds() {
 
 #[test]
 fn every_error_has_a_reason() {
-    for e in [
+    let all = [
         Error::NotDecimal,
         Error::Overflow,
         Error::Zero,
         Error::TooLarge { max: 1 },
-    ] {
+    ];
+    for (i, e) in all.iter().enumerate() {
         assert!(!e.reason().is_empty());
+        for f in &all[i + 1..] {
+            assert_ne!(e.reason(), f.reason());
+        }
     }
 }

@@ -106,9 +106,18 @@ fn data_segment_must_fit_buffer_and_received_bytes() {
 #[test]
 fn returned_length_is_within_buffer_for_every_byte_count() {
     let b = rsp(3, 64);
+    let mut ok = 0;
     for n in 0..=sizing::RX_PAYLOAD + 4 {
-        if let Ok(rx) = parse(&b, n, 128, 128) {
+        let r = parse(&b, n, 128, 128);
+        // Accepted exactly when the headers and the whole data segment were received.
+        assert_eq!(r.is_ok(), n >= sizing::HEADERS_LEN + 64, "{n}: {r:?}");
+        if let Ok(rx) = r {
+            ok += 1;
             assert!(rx.len <= n.min(b.len()));
+            assert_eq!(rx.len, sizing::HEADERS_LEN + 64);
+            assert_eq!(rx.slot, Some(3));
         }
     }
+    // Byte counts HEADERS_LEN + 64 ..= RX_PAYLOAD + 4.
+    assert_eq!(ok, sizing::RX_PAYLOAD + 4 - (sizing::HEADERS_LEN + 64) + 1);
 }

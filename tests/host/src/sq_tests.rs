@@ -4,13 +4,23 @@ use crate::proto::sq::{RxBatch, Signal, Signals, MAX_UNSIGNALED, RX_BATCH};
 
 #[test]
 fn tracked_sends_are_always_signaled() {
+    // After every possible run of unsignalled SENDs (0 ..= MAX_UNSIGNALED - 1), a tracked
+    // SEND is signalled and ends the run.
     let mut s = Signals::default();
-    for _ in 0..3 * MAX_UNSIGNALED {
-        let sig = s.next(true);
-        assert_eq!(sig, Signal::Track);
-        assert!(sig.signaled());
-        s.posted(sig);
-        assert_eq!(s.unsignaled(), 0);
+    for run in 0..MAX_UNSIGNALED {
+        for _ in 0..run {
+            let sig = s.next(false);
+            assert_eq!(sig, Signal::Quiet);
+            s.posted(sig);
+        }
+        assert_eq!(s.unsignaled(), run);
+        for _ in 0..3 {
+            let sig = s.next(true);
+            assert_eq!(sig, Signal::Track);
+            assert!(sig.signaled());
+            s.posted(sig);
+            assert_eq!(s.unsignaled(), 0);
+        }
     }
 }
 

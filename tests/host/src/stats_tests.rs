@@ -86,5 +86,19 @@ fn empty_histogram() {
     assert_eq!(value(&out, "latency_count"), "0");
     assert_eq!(value(&out, "latency_mean_us"), "0");
     assert_eq!(value(&out, "latency_p99_us_below"), "-");
-    assert_eq!(st.c.err_post.load(Relaxed), 0);
+    assert!(out.contains("latency_p50_us_below -\n"));
+    // Counters are independent of the histogram: bumping one changes only its own line.
+    Stats::inc(&st.c.err_post);
+    Stats::add(&st.c.err_post, 2);
+    assert_eq!(st.c.err_post.load(Relaxed), 3);
+    let mut after = String::new();
+    st.write(&mut after).unwrap();
+    assert_eq!(value(&after, "err_post"), "3");
+    assert_eq!(value(&after, "latency_count"), "0");
+    let changed: Vec<_> = out
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(changed, [("err_post 0", "err_post 3")]);
 }
