@@ -75,9 +75,9 @@ pub(crate) fn on_cleanup_task(task: &Task<'_>) {
     }
 }
 
-/// A connection stopped (`flag`: libiscsi's STOP_CONN_*; 2 is STOP_CONN_TERM, a logout).
+/// A connection stopped (`flag`: `STOP_CONN_*`; `STOP_CONN_TERM` is a logout).
 pub(crate) fn on_stop(flag: i32) {
-    if fault() == Fault::LeakLogout && flag == 2 {
+    if fault() == Fault::LeakLogout && flag == crate::ffi::iscsi::STOP_CONN_TERM {
         if let Ok(b) = KBox::new([0x6cu8; 128], GFP_KERNEL) {
             let _ = KBox::into_raw(b);
         }

@@ -745,13 +745,23 @@ extern "C" fn stop_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn, flag:
     }
 }
 
+/// `stop_conn`'s flag for a connection that ends for good (logout, destroy).
+pub(crate) const STOP_CONN_TERM: c_int = bindings::STOP_CONN_TERM as c_int;
+
 extern "C" fn destroy_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn) {
     // SAFETY: The class passes a live connection.
-    if unsafe { our_conn(c) }.is_none() {
+    let Some(iconn) = (unsafe { our_conn(c) }) else {
         T::foreign_object(Op::DestroyConn);
         return;
+    };
+    // iscsid stops a connection before destroying it; a crashed iscsid or another netlink
+    // caller may not have: stop it here, so that nothing of ours outlives the libiscsi
+    // connection (the C driver releases its connection here too).
+    if iconn.bound::<T::Conn>().is_some() {
+        iser_err!("destroy_conn of a connection that was not stopped: stopping it first\n");
+        T::stop_conn(iconn, STOP_CONN_TERM);
     }
-    // SAFETY: Ours; stop_conn unbound it from our connection first.
+    // SAFETY: Ours, and no longer bound to our connection (stopped above if it was).
     unsafe { bindings::iscsi_conn_teardown(c) }
 }
 

@@ -278,6 +278,10 @@ iser_login() {
     -n node.session.timeo.replacement_timeout -v "${REPLACEMENT_TIMEOUT:-10}" >&2 || return 1
   iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
     -n 'node.conn[0].timeo.login_timeout' -v 10 >&2 || return 1
+  if [ -n "${CMDS_MAX:-}" ]; then
+    iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
+      -n node.session.cmds_max -v "$CMDS_MAX" >&2 || return 1
+  fi
   # A target answers a NOP-Out only after the data transfers queued before it: tgt
   # (userspace) with 64 x 1 MiB writes in flight on the debug VM took longer than the default
   # 5 s ping timeout (seen on 7.3), and every re-login hit it again until replacement_timeout;
