@@ -62,8 +62,6 @@ use kernel::{c_str, new_condvar, new_mutex, new_spinlock};
 
 /// Address and route resolution timeout (iser-spec.md 6.2).
 const RESOLVE_TIMEOUT_MS: u32 = 1000;
-/// Unsolicited Data-Out headers per connection (each is 76 bytes of one DMA buffer).
-const DATAOUT_DESCS: usize = 256;
 /// `ISCSI_FLAG_CMD_READ` / `ISCSI_FLAG_CMD_WRITE` in byte 1 of a SCSI command BHS.
 const CMD_READ: u8 = 0x40;
 const CMD_WRITE: u8 = 0x20;
@@ -233,6 +231,11 @@ impl FreeList {
             self.len += 1;
         }
     }
+
+    /// Entries free now.
+    fn available(&self) -> usize {
+        self.len
+    }
 }
 
 /// Regions of the CQE table.
@@ -286,8 +289,14 @@ struct Bound {
     hdrs: KVVec<Option<HdrMapping>>,
     /// Registration MRs; which are free is in [`Res`].
     fr: KVec<Mr>,
-    dataout: DmaBuf,
+    /// Unsolicited Data-Out headers, [`sizing::DATAOUTS_PER_PAGE`] per page-sized buffer;
+    /// as many as the send queue holds beside the commands ([`sizing::dataout_descs`]), so
+    /// that a write never finds the pool dry after its command went out: `xmit_task` sends
+    /// a write only when all its Data-Outs have a descriptor, else libiscsi requeues it.
+    dataout: KVec<DmaBuf>,
     dataout_free: FreeList,
+    /// Descriptors in all (`start_conn` refuses parameters a command would need more for).
+    dataout_cap: usize,
     /// Send-queue signalling state.
     signals: sq::Signals,
     global_rkey: Option<u32>,
@@ -305,9 +314,9 @@ struct RxSide {
 }
 
 /// Entries of the CQE table: `n` task slots, `nrx` receive buffers, then the fixed entries
-/// and the Data-Out descriptors.
-fn cqe_table_len(n: usize, nrx: usize) -> usize {
-    n + nrx + 3 + DATAOUT_DESCS
+/// and the `ndo` Data-Out descriptors.
+fn cqe_table_len(n: usize, nrx: usize, ndo: usize) -> usize {
+    n + nrx + 3 + ndo
 }
 
 impl Shared {
@@ -903,17 +912,30 @@ impl IserConn {
             need_inval.push(AtomicBool::new(false), GFP_KERNEL)?;
         }
         let fr_free = FreeList::new(nfr)?;
-        let dataout_free = FreeList::new(DATAOUT_DESCS)?;
-        let mut dataout_owner = KVec::with_capacity(DATAOUT_DESCS, GFP_KERNEL)?;
-        for _ in 0..DATAOUT_DESCS {
+        let ndo = sizing::dataout_descs(s.max_send_wr, n);
+        let dataout_free = FreeList::new(ndo)?;
+        let mut dataout_owner = KVec::with_capacity(ndo, GFP_KERNEL)?;
+        for _ in 0..ndo {
             dataout_owner.push(AtomicUsize::new(usize::MAX), GFP_KERNEL)?;
+        }
+        let pages = ndo.div_ceil(sizing::DATAOUTS_PER_PAGE);
+        let mut dataout = KVec::with_capacity(pages, GFP_KERNEL)?;
+        for _ in 0..pages {
+            dataout.push(
+                DmaBuf::new(
+                    dev,
+                    sizing::DATAOUTS_PER_PAGE * sizing::HEADERS_LEN,
+                    DmaDir::ToDevice,
+                )?,
+                GFP_KERNEL,
+            )?;
         }
         let sh = Arc::new(
             Shared {
                 iscsi,
                 n,
                 nrx,
-                cqes: CqeTable::new(cqe_table_len(n, nrx))?,
+                cqes: CqeTable::new(cqe_table_len(n, nrx, ndo))?,
                 rx: DmaBuf::new(dev, nrx * sizing::RX_PAYLOAD, DmaDir::FromDevice)?,
                 login_rsp: DmaBuf::new(dev, sizing::RX_LOGIN_SIZE, DmaDir::FromDevice)?,
                 lkey: d.pd.local_dma_lkey(),
@@ -941,8 +963,9 @@ impl IserConn {
             ring_posted: false,
             hdrs,
             fr,
-            dataout: DmaBuf::new(dev, DATAOUT_DESCS * sizing::HEADERS_LEN, DmaDir::ToDevice)?,
+            dataout,
             dataout_free,
+            dataout_cap: ndo,
             signals: sq::Signals::default(),
             global_rkey: d.pd.global_rkey(),
             always_register: params::always_register(),
@@ -950,6 +973,42 @@ impl IserConn {
             st,
         };
         Ok((b, side, res))
+    }
+
+    /// `start_conn`: refuses negotiated parameters under which one write could need more
+    /// unsolicited Data-Outs than the connection has descriptors (it could never be sent:
+    /// see `Bound::dataout`). Say so in the log; iscsid reports the login as failed.
+    pub(crate) fn start(iconn: IscsiConn) -> Result {
+        let Some(c) = iconn.bound::<IserConn>() else {
+            return Ok(());
+        };
+        let max_io = c
+            .ctrl
+            .lock()
+            .sizing
+            .map_or(0, |s| s.sg_tablesize.saturating_mul(sizing::PAGE));
+        let cap = Self::with_bh(&c.dp, |dp| dp.bound.as_ref().map(|b| b.dataout_cap));
+        let Some(cap) = cap else {
+            return Ok(());
+        };
+        let n = iconn.negotiated();
+        let need =
+            sizing::max_dataouts_per_cmd(n.initial_r2t, n.first_burst, max_io, n.max_xmit_dlength);
+        match need {
+            Some(k) if k <= cap => Ok(()),
+            _ => {
+                iser_err!(
+                    "{}: FirstBurstLength {} in Data-Out PDUs of {} bytes (MaxXmitDataSegmentLength) needs up to {} PDUs per {}-byte write, more than the {} this connection's send queue holds; refusing the connection (lower FirstBurstLength or max_sectors, or raise the target's MaxRecvDataSegmentLength)\n",
+                    c.peer,
+                    n.first_burst,
+                    n.max_xmit_dlength,
+                    need.map_or(u64::MAX, |k| k as u64),
+                    max_io,
+                    cap
+                );
+                Err(EINVAL)
+            }
+        }
     }
 
     /// `stop_conn` (3.7): terminate and release the RDMA side if `ep_disconnect` has not,
@@ -1018,6 +1077,15 @@ impl IserConn {
                     }
                 };
                 if busy {
+                    // Every Data-Out of this write must have a descriptor before its command
+                    // goes out (once it has, a Data-Out that cannot be sent fails the
+                    // connection): else libiscsi requeues the command, and descriptors come
+                    // back as earlier Data-Outs complete.
+                    let need = sizing::dataouts_for(task.unsol_len(), task.max_xmit_dlength());
+                    if need.is_none_or(|k| k > b.dataout_free.available()) {
+                        Stats::inc(&b.st.s.c.requeue_dataout);
+                        return Ok(Err(XmitError::Requeue(EAGAIN)));
+                    }
                     mark(b, true);
                 }
                 let r = Self::send_command(qp, b, &this.res, task).and_then(|w| {
@@ -1383,8 +1451,16 @@ impl IserConn {
                 iser_err!("no Data-Out descriptor free\n");
                 return Err(EAGAIN);
             };
-            let off = di * sizing::HEADERS_LEN;
-            let area = &mut b.dataout.bytes_mut()[off..off + sizing::HEADERS_LEN];
+            let off = (di % sizing::DATAOUTS_PER_PAGE) * sizing::HEADERS_LEN;
+            let Some(page) = b.dataout.get_mut(di / sizing::DATAOUTS_PER_PAGE) else {
+                // Not reached: the free list holds indices of the pages allocated at bind.
+                b.dataout_free.push(di);
+                return Err(EINVAL);
+            };
+            let Some(area) = page.bytes_mut().get_mut(off..off + sizing::HEADERS_LEN) else {
+                b.dataout_free.push(di);
+                return Err(EINVAL);
+            };
             area[..hdr::LEN].copy_from_slice(&hdr::Header::default().encode());
             let mut bhs48 = [0u8; bhs::BHS_LEN];
             let (doff, dlen) = task.prep_data_out(&mut bhs48);
@@ -1400,10 +1476,10 @@ impl IserConn {
                 b.dataout_free.push(di);
                 return Err(EINVAL);
             }
-            b.dataout.sync_for_device(off, sizing::HEADERS_LEN);
+            page.sync_for_device(off, sizing::HEADERS_LEN);
             let sges = [
                 Sge {
-                    addr: b.dataout.dma(off),
+                    addr: page.dma(off),
                     len: sizing::HEADERS_LEN as u32,
                     lkey: b.sh.lkey,
                 },

@@ -128,6 +128,10 @@ impl iscsi::TransportOps for Iser {
         IserConn::bind(conn, iconn)
     }
 
+    fn start_conn(iconn: IscsiConn) -> Result {
+        IserConn::start(iconn)
+    }
+
     fn stop_conn(iconn: IscsiConn, flag: c_int) {
         #[cfg(iser_test_faults)]
         crate::planted::on_stop(flag);

@@ -209,6 +209,11 @@ pub(crate) trait TransportOps {
     /// Binds `iconn` (already bound in libiscsi) to `conn`. Process context.
     fn bind_conn(iconn: IscsiConn, conn: &Arc<Self::Conn>) -> Result;
 
+    /// Checks that `iconn`, bound and logged in, can carry what was negotiated, before
+    /// libiscsi starts it (full feature phase). An error refuses the start: iscsid reports
+    /// the login as failed. Process context.
+    fn start_conn(iconn: IscsiConn) -> Result;
+
     /// Stops `iconn` (`flag`: `STOP_CONN_*`); must call [`IscsiConn::stop`] once. Process
     /// context.
     fn stop_conn(iconn: IscsiConn, flag: c_int);
@@ -728,8 +733,11 @@ extern "C" fn unbind_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn, act
 
 extern "C" fn start_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn) -> c_int {
     // SAFETY: The class passes a live connection.
-    if unsafe { our_conn(c) }.is_none() {
+    let Some(iconn) = (unsafe { our_conn(c) }) else {
         return T::foreign_object(Op::StartConn).to_errno();
+    };
+    if let Err(e) = T::start_conn(iconn) {
+        return e.to_errno();
     }
     // SAFETY: Ours.
     unsafe { bindings::iscsi_conn_start(c) }
@@ -904,6 +912,17 @@ unsafe impl Send for IscsiConn {}
 // SAFETY: As above.
 unsafe impl Sync for IscsiConn {}
 
+/// Negotiated parameters of a connection about to start (see [`IscsiConn::negotiated`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Negotiated {
+    /// InitialR2T=Yes: no unsolicited Data-Out.
+    pub(crate) initial_r2t: bool,
+    /// FirstBurstLength.
+    pub(crate) first_burst: u32,
+    /// MaxXmitDataSegmentLength (the target's MaxRecvDataSegmentLength).
+    pub(crate) max_xmit_dlength: u32,
+}
+
 /// Session facts a bound connection needs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SessionInfo {
@@ -929,6 +948,21 @@ impl IscsiConn {
             cmds_max: s.cmds_max.max(0) as u32,
             scsi_cmds_max: s.scsi_cmds_max.max(0) as u32,
             discovery: s.discovery_sess != 0,
+        }
+    }
+
+    /// The negotiated parameters that size unsolicited Data-Out traffic, read at
+    /// `start_conn` (iscsid set them after the login, before the start).
+    pub(crate) fn negotiated(&self) -> Negotiated {
+        // SAFETY: The connection and its session are live (invariant); iscsid's netlink
+        // requests are serialised, so no set_param writes them during `start_conn`.
+        unsafe {
+            let s = &*self.session();
+            Negotiated {
+                initial_r2t: s.initial_r2t_en != 0,
+                first_burst: s.first_burst.max(0) as u32,
+                max_xmit_dlength: (*self.conn.as_ptr()).max_xmit_dlength,
+            }
         }
     }
 
@@ -1162,6 +1196,18 @@ impl<'a> Task<'a> {
     /// Unsolicited Data-Out bytes (beyond immediate data) libiscsi scheduled.
     pub(crate) fn unsol_len(&self) -> u32 {
         self.t().unsol_r2t.data_length
+    }
+
+    /// The connection's negotiated MaxXmitDataSegmentLength: the data bytes of each
+    /// unsolicited Data-Out libiscsi prepares (0 if the task has no connection).
+    pub(crate) fn max_xmit_dlength(&self) -> u32 {
+        let c = self.t().conn;
+        if c.is_null() {
+            return 0;
+        }
+        // SAFETY: `conn` of a live task is live; libiscsi writes the field only while the
+        // connection is stopped (set_param before start), never during a transmit.
+        unsafe { (*c).max_xmit_dlength }
     }
 
     /// Whether unsolicited Data-Out remains to be sent.

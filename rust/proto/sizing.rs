@@ -116,6 +116,50 @@ pub(crate) fn connection(max_sectors: u32, dev: DevLimits) -> Result<Sizing, Err
     })
 }
 
+/// Send-queue work requests one SCSI command takes besides its Data-Outs: the invalidation of
+/// its MR's previous key, the registration and the command SEND.
+pub(crate) const WRS_PER_CMD: u32 = 3;
+/// Unsolicited Data-Out headers (iSER header + BHS) one page-sized DMA buffer holds.
+pub(crate) const DATAOUTS_PER_PAGE: usize = PAGE as usize / HEADERS_LEN;
+
+/// A connection's unsolicited Data-Out descriptors: the send-queue slots left when `tasks`
+/// commands (each up to [`WRS_PER_CMD`]), the control PDUs and the drain slot are counted,
+/// at least one. Every descriptor in flight is one SEND on the queue, so descriptors and
+/// commands together never overflow it.
+pub(crate) fn dataout_descs(max_send_wr: u32, tasks: usize) -> usize {
+    let t = u32::try_from(tasks).unwrap_or(u32::MAX);
+    let used = t
+        .saturating_mul(WRS_PER_CMD)
+        .saturating_add(1 + MAX_TX_MISC_PDUS);
+    max_send_wr.saturating_sub(used).max(1) as usize
+}
+
+/// The Data-Out PDUs libiscsi makes of `unsol` unsolicited bytes: `iscsi_prep_data_out_pdu`
+/// sends `min(MaxXmitDataSegmentLength, what is left)` each. `None` if `max_xmit` is 0 (no
+/// PDU could carry a byte).
+pub(crate) fn dataouts_for(unsol: u32, max_xmit: u32) -> Option<usize> {
+    match (unsol, max_xmit) {
+        (0, _) => Some(0),
+        (_, 0) => None,
+        (u, m) => usize::try_from(u.div_ceil(m)).ok(),
+    }
+}
+
+/// The most Data-Out PDUs one command can need under the negotiated parameters: none with
+/// `InitialR2T=Yes`, else its unsolicited data, at most `FirstBurstLength` and at most the
+/// largest command (`max_io` bytes), in `max_xmit`-byte PDUs. `None`: no PDU can carry data.
+pub(crate) fn max_dataouts_per_cmd(
+    initial_r2t: bool,
+    first_burst: u32,
+    max_io: u32,
+    max_xmit: u32,
+) -> Option<usize> {
+    if initial_r2t {
+        return Some(0);
+    }
+    dataouts_for(first_burst.min(max_io), max_xmit)
+}
+
 /// The host's `max_sectors`: the parameter, capped by what `sg_tablesize` pages hold.
 pub(crate) fn host_max_sectors(param: u32, sg_tablesize: u32) -> u32 {
     let cap = u64::from(sg_tablesize) * u64::from(PAGE) / u64::from(SECTOR);

@@ -75,6 +75,9 @@ counters! {
     inval_local,
     /// Registrations invalidated by the target (Send with Invalidate).
     inval_remote,
+    /// Writes handed back to libiscsi (requeued) because their unsolicited Data-Outs did not
+    /// all have a descriptor yet (the pool refills as earlier Data-Outs complete).
+    requeue_dataout,
     /// Work completions with an error (other than flushes).
     err_completion,
     /// Work requests flushed (QP in error: teardown or after a failure).
