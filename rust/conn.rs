@@ -1082,7 +1082,7 @@ impl IserConn {
                     // connection): else libiscsi requeues the command, and descriptors come
                     // back as earlier Data-Outs complete.
                     let need = sizing::dataouts_for(task.unsol_len(), task.max_xmit_dlength());
-                    if need.is_none_or(|k| k > b.dataout_free.available()) {
+                    if !matches!(need, Some(k) if k <= b.dataout_free.available()) {
                         Stats::inc(&b.st.s.c.requeue_dataout);
                         return Ok(Err(XmitError::Requeue(EAGAIN)));
                     }

@@ -960,7 +960,7 @@ impl IscsiConn {
             let s = &*self.session();
             Negotiated {
                 initial_r2t: s.initial_r2t_en != 0,
-                first_burst: s.first_burst.max(0) as u32,
+                first_burst: s.first_burst,
                 max_xmit_dlength: (*self.conn.as_ptr()).max_xmit_dlength,
             }
         }

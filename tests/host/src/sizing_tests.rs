@@ -98,7 +98,10 @@ fn can_queue_is_bounded() {
 fn dataout_pool_fills_the_send_queue_left_by_commands() {
     // rxe: the full send queue (4618 + drain). 128 tasks x 3 WRs + 6 control + drain.
     let sq = MAX_REQ_DTOS + 1;
-    assert_eq!(dataout_descs(sq, 128), (sq - 128 * WRS_PER_CMD - 7) as usize);
+    assert_eq!(
+        dataout_descs(sq, 128),
+        (sq - 128 * WRS_PER_CMD - 7) as usize
+    );
     assert_eq!(dataout_descs(sq, 128), 4228);
     // The largest task pool still leaves room for 3000+ descriptors.
     assert_eq!(dataout_descs(sq, 512), 3076);
@@ -110,7 +113,10 @@ fn dataout_pool_fills_the_send_queue_left_by_commands() {
         for sq in [64u32, 1024, 4619] {
             let d = dataout_descs(sq, tasks);
             let used = tasks as u64 * u64::from(WRS_PER_CMD) + 7 + d as u64;
-            assert!(d == 1 || used <= u64::from(sq), "{tasks} tasks, sq {sq}: {d}");
+            assert!(
+                d == 1 || used <= u64::from(sq),
+                "{tasks} tasks, sq {sq}: {d}"
+            );
         }
     }
     assert_eq!(DATAOUTS_PER_PAGE, 53);
@@ -126,11 +132,17 @@ fn dataouts_per_command_follow_libiscsi() {
     assert_eq!(dataouts_for(262144, 8192), Some(32));
     assert_eq!(dataouts_for(100, 0), None);
     // Issue 20 item 1: FirstBurstLength 256 KiB in 8 KiB PDUs is 32 per write.
-    assert_eq!(max_dataouts_per_cmd(false, 262144, 512 * 1024, 8192), Some(32));
+    assert_eq!(
+        max_dataouts_per_cmd(false, 262144, 512 * 1024, 8192),
+        Some(32)
+    );
     // InitialR2T=Yes: no unsolicited Data-Out at all.
     assert_eq!(max_dataouts_per_cmd(true, 16 << 20, 16 << 20, 512), Some(0));
     // Bounded by the largest command: 16 MiB FirstBurstLength, 512 KiB commands, 512 B PDUs.
-    assert_eq!(max_dataouts_per_cmd(false, 16 << 20, 512 * 1024, 512), Some(1024));
+    assert_eq!(
+        max_dataouts_per_cmd(false, 16 << 20, 512 * 1024, 512),
+        Some(1024)
+    );
     // 16 MiB commands in 512-byte PDUs: more than any send queue here holds.
     let need = max_dataouts_per_cmd(false, 16776704, 16 << 20, 512).unwrap();
     assert!(need > dataout_descs(MAX_REQ_DTOS + 1, 16));
