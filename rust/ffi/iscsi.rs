@@ -410,8 +410,10 @@ unsafe fn read_sockaddr(dst: *const bindings::sockaddr) -> Option<SocketAddr> {
     if dst.is_null() {
         return None;
     }
-    // SAFETY: `dst` is non-NULL and points to at least a `sa_family_t` by the contract.
-    let family = u32::from(unsafe { (*dst).sa_family });
+    // SAFETY: `dst` is non-NULL and points to at least a readable `sa_family_t` by the
+    // contract; `read_unaligned` because the netlink buffer gives no alignment guarantee
+    // (`addr_of!` takes the field's address without creating a reference).
+    let family = u32::from(unsafe { core::ptr::addr_of!((*dst).sa_family).read_unaligned() });
     if family == bindings::AF_INET {
         // SAFETY: The family is `AF_INET`, so a `sockaddr_in` is readable by the contract;
         // `read_unaligned` because the netlink buffer gives no alignment guarantee.
@@ -495,7 +497,15 @@ unsafe extern "C" fn ep_connect<T: TransportOps>(
     ep
 }
 
-extern "C" fn ep_poll<T: TransportOps>(ep: *mut bindings::iscsi_endpoint, ms: c_int) -> c_int {
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi` for `ISCSI_UEVENT_TRANSPORT_EP_POLL`: `ep` is an
+/// `iscsi_endpoint` (of any transport: handles are global) that the transport class keeps live
+/// for the call (it holds the reference `iscsi_lookup_endpoint` took).
+unsafe extern "C" fn ep_poll<T: TransportOps>(
+    ep: *mut bindings::iscsi_endpoint,
+    ms: c_int,
+) -> c_int {
     // SAFETY: The class passes a live endpoint looked up by handle.
     let Some(conn) = (unsafe { ep_conn::<T::Conn>(ep) }) else {
         return T::foreign_object(Op::EpPoll).to_errno();
@@ -509,7 +519,12 @@ extern "C" fn ep_poll<T: TransportOps>(ep: *mut bindings::iscsi_endpoint, ms: c_
     }
 }
 
-extern "C" fn ep_disconnect<T: TransportOps>(ep: *mut bindings::iscsi_endpoint) {
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi` once per endpoint: `ep` is an `iscsi_endpoint` (of any
+/// transport: handles are global) that the transport class keeps live for the call, and
+/// nothing uses `ep` after this returns (we destroy it).
+unsafe extern "C" fn ep_disconnect<T: TransportOps>(ep: *mut bindings::iscsi_endpoint) {
     // SAFETY: The class passes a live endpoint and calls this once per endpoint.
     if unsafe { ep_conn::<T::Conn>(ep) }.is_none() {
         T::foreign_object(Op::EpDisconnect);
@@ -533,7 +548,12 @@ extern "C" fn ep_disconnect<T: TransportOps>(ep: *mut bindings::iscsi_endpoint) 
     }
 }
 
-extern "C" fn get_ep_param<T: TransportOps>(
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi`'s connection sysfs `show` under the connection's
+/// `ep_mutex` (so `ep_disconnect` cannot run): `ep` is an `iscsi_endpoint` (of any transport:
+/// handles are global) that stays live for the call; `buf` is the sysfs output page.
+unsafe extern "C" fn get_ep_param<T: TransportOps>(
     ep: *mut bindings::iscsi_endpoint,
     param: bindings::iscsi_param::Type,
     buf: *mut c_char,
@@ -549,7 +569,12 @@ extern "C" fn get_ep_param<T: TransportOps>(
     }
 }
 
-extern "C" fn create_session<T: TransportOps>(
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi` for `ISCSI_UEVENT_CREATE_BOUND_SESSION` /
+/// `ISCSI_UEVENT_CREATE_SESSION`: `ep` is NULL or an `iscsi_endpoint` (of any transport) that
+/// the transport class keeps live for the call.
+unsafe extern "C" fn create_session<T: TransportOps>(
     ep: *mut bindings::iscsi_endpoint,
     cmds_max: u16,
     qdepth: u16,
@@ -627,7 +652,11 @@ extern "C" fn create_session<T: TransportOps>(
     cls
 }
 
-extern "C" fn destroy_session<T: TransportOps>(s: *mut bindings::iscsi_cls_session) {
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi` with `s` a live `iscsi_cls_session` (possibly of
+/// another transport), which is not used by the caller after this returns.
+unsafe extern "C" fn destroy_session<T: TransportOps>(s: *mut bindings::iscsi_cls_session) {
     // SAFETY: The class passes a live session.
     if !is_ours(unsafe { (*s).transport }) {
         T::foreign_object(Op::DestroySession);
@@ -642,7 +671,11 @@ extern "C" fn destroy_session<T: TransportOps>(s: *mut bindings::iscsi_cls_sessi
     }
 }
 
-extern "C" fn create_conn<T: TransportOps>(
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi` with `s` a live `iscsi_cls_session` (possibly of another
+/// transport).
+unsafe extern "C" fn create_conn<T: TransportOps>(
     s: *mut bindings::iscsi_cls_session,
     cid: u32,
 ) -> *mut bindings::iscsi_cls_conn {
@@ -680,7 +713,11 @@ unsafe fn our_conn(c: *mut bindings::iscsi_cls_conn) -> Option<IscsiConn> {
     })
 }
 
-extern "C" fn bind_conn<T: TransportOps>(
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi` with `s` a live `iscsi_cls_session` and `c` a live
+/// `iscsi_cls_conn` of it (possibly of another transport).
+unsafe extern "C" fn bind_conn<T: TransportOps>(
     s: *mut bindings::iscsi_cls_session,
     c: *mut bindings::iscsi_cls_conn,
     eph: u64,
@@ -721,7 +758,11 @@ extern "C" fn bind_conn<T: TransportOps>(
     rc
 }
 
-extern "C" fn unbind_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn, active: bool) {
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi` with `c` a live `iscsi_cls_conn` (possibly of another
+/// transport).
+unsafe extern "C" fn unbind_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn, active: bool) {
     // SAFETY: The class passes a live connection.
     if unsafe { our_conn(c) }.is_none() {
         T::foreign_object(Op::UnbindConn);
@@ -731,7 +772,11 @@ extern "C" fn unbind_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn, act
     unsafe { bindings::iscsi_conn_unbind(c, active) }
 }
 
-extern "C" fn start_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn) -> c_int {
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi` with `c` a live `iscsi_cls_conn` (possibly of another
+/// transport).
+unsafe extern "C" fn start_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn) -> c_int {
     // SAFETY: The class passes a live connection.
     let Some(iconn) = (unsafe { our_conn(c) }) else {
         return T::foreign_object(Op::StartConn).to_errno();
@@ -743,7 +788,11 @@ extern "C" fn start_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn) -> c
     unsafe { bindings::iscsi_conn_start(c) }
 }
 
-extern "C" fn stop_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn, flag: c_int) {
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi` with `c` a live `iscsi_cls_conn` (possibly of another
+/// transport).
+unsafe extern "C" fn stop_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn, flag: c_int) {
     // SAFETY: The class passes a live connection.
     match unsafe { our_conn(c) } {
         Some(iconn) => T::stop_conn(iconn, flag),
@@ -756,7 +805,11 @@ extern "C" fn stop_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn, flag:
 /// `stop_conn`'s flag for a connection that ends for good (logout, destroy).
 pub(crate) const STOP_CONN_TERM: c_int = bindings::STOP_CONN_TERM as c_int;
 
-extern "C" fn destroy_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn) {
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi` with `c` a live `iscsi_cls_conn` (possibly of another
+/// transport), which is not used by the caller after this returns.
+unsafe extern "C" fn destroy_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn) {
     // SAFETY: The class passes a live connection.
     let Some(iconn) = (unsafe { our_conn(c) }) else {
         T::foreign_object(Op::DestroyConn);
@@ -773,7 +826,12 @@ extern "C" fn destroy_conn<T: TransportOps>(c: *mut bindings::iscsi_cls_conn) {
     unsafe { bindings::iscsi_conn_teardown(c) }
 }
 
-extern "C" fn set_param<T: TransportOps>(
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi` with `c` a live `iscsi_cls_conn` (possibly of another
+/// transport) and `buf` NULL or `len` readable bytes of the netlink payload holding a
+/// NUL-terminated value.
+unsafe extern "C" fn set_param<T: TransportOps>(
     c: *mut bindings::iscsi_cls_conn,
     param: bindings::iscsi_param::Type,
     buf: *mut c_char,
@@ -799,7 +857,11 @@ extern "C" fn set_param<T: TransportOps>(
     }
 }
 
-extern "C" fn get_stats<T: TransportOps>(
+/// # Safety
+///
+/// Called by `scsi_transport_iscsi` with `c` a live `iscsi_cls_conn` (possibly of another
+/// transport) and `stats` its zeroed, writable `iscsi_stats` output buffer.
+unsafe extern "C" fn get_stats<T: TransportOps>(
     c: *mut bindings::iscsi_cls_conn,
     stats: *mut bindings::iscsi_stats,
 ) {
@@ -826,7 +888,12 @@ extern "C" fn get_stats<T: TransportOps>(
 }
 
 /// Points the task's header at the BHS slot of its transport area.
-extern "C" fn alloc_pdu(task: *mut bindings::iscsi_task, _opcode: u8) -> c_int {
+///
+/// # Safety
+///
+/// Called by libiscsi under the session's frwd_lock with `task` a live `iscsi_task` of a
+/// session of this transport, whose `dd_data` has `TASK_DD_SIZE` bytes.
+unsafe extern "C" fn alloc_pdu(task: *mut bindings::iscsi_task, _opcode: u8) -> c_int {
     // SAFETY: libiscsi passes a task of our session, whose `dd_data` has `TASK_DD_SIZE`
     // bytes.
     unsafe {
@@ -856,7 +923,11 @@ unsafe fn task_conn<'a, C>(task: *mut bindings::iscsi_task) -> Option<ArcBorrow<
     (!dd.is_null()).then(|| unsafe { ArcBorrow::from_raw(dd.cast::<C>()) })
 }
 
-extern "C" fn init_task<T: TransportOps>(task: *mut bindings::iscsi_task) -> c_int {
+/// # Safety
+///
+/// Called by libiscsi under the session's frwd_lock with `task` a live `iscsi_task` of a
+/// session of this transport, used by nobody else during the call.
+unsafe extern "C" fn init_task<T: TransportOps>(task: *mut bindings::iscsi_task) -> c_int {
     // SAFETY: libiscsi calls this under frwd_lock with a live task.
     let Some(conn) = (unsafe { task_conn::<T::Conn>(task) }) else {
         return ENODEV.to_errno();
@@ -869,7 +940,12 @@ extern "C" fn init_task<T: TransportOps>(task: *mut bindings::iscsi_task) -> c_i
     }
 }
 
-extern "C" fn xmit_task<T: TransportOps>(task: *mut bindings::iscsi_task) -> c_int {
+/// # Safety
+///
+/// Called by libiscsi under the session's frwd_lock (our hosts have no xmit workqueue) with
+/// `task` a live `iscsi_task` of a session of this transport, used by nobody else during the
+/// call.
+unsafe extern "C" fn xmit_task<T: TransportOps>(task: *mut bindings::iscsi_task) -> c_int {
     // SAFETY: libiscsi calls this under frwd_lock (no xmit workqueue) with a live task.
     let Some(conn) = (unsafe { task_conn::<T::Conn>(task) }) else {
         return ENODEV.to_errno();
@@ -882,7 +958,11 @@ extern "C" fn xmit_task<T: TransportOps>(task: *mut bindings::iscsi_task) -> c_i
     }
 }
 
-extern "C" fn cleanup_task<T: TransportOps>(task: *mut bindings::iscsi_task) {
+/// # Safety
+///
+/// Called by libiscsi (`iscsi_free_task`) under the session's back_lock with `task` a live
+/// `iscsi_task` of a session of this transport, used by nobody else during the call.
+unsafe extern "C" fn cleanup_task<T: TransportOps>(task: *mut bindings::iscsi_task) {
     // SAFETY: libiscsi calls this under back_lock with a live task. A connection that was
     // stopped and unbound already released every task resource, so `None` is fine.
     let Some(conn) = (unsafe { task_conn::<T::Conn>(task) }) else {

@@ -445,7 +445,15 @@ impl Drop for EventHandler {
 static EVENT_FN: core::sync::atomic::AtomicPtr<()> =
     core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
 
-extern "C" fn event_trampoline(h: *mut bindings::ib_event_handler, ev: *mut bindings::ib_event) {
+/// # Safety
+///
+/// Called by the RDMA core for a handler registered by [`EventHandler::new`]: `h` is that
+/// registered `ib_event_handler` (its device is registered) and `ev` a valid `ib_event` for
+/// the call.
+unsafe extern "C" fn event_trampoline(
+    h: *mut bindings::ib_event_handler,
+    ev: *mut bindings::ib_event,
+) {
     let f = EVENT_FN.load(core::sync::atomic::Ordering::Acquire);
     if f.is_null() {
         return;
@@ -744,7 +752,13 @@ fn sockaddr_fill(ss: &mut bindings::__kernel_sockaddr_storage, dst: &SocketAddr)
     }
 }
 
-extern "C" fn cm_trampoline<T: CmHandler>(
+/// # Safety
+///
+/// Called by the RDMA CM for an id created by [`CmId::new`] with `T`: `id` is that id, whose
+/// `context` is the `Arc<T>` reference that a `CmId<T>` (or the CM, after
+/// [`CmId::hand_over_to_cm`]) keeps alive while handlers can run; `ev` is a valid event for the
+/// call.
+unsafe extern "C" fn cm_trampoline<T: CmHandler>(
     id: *mut bindings::rdma_cm_id,
     ev: *mut bindings::rdma_cm_event,
 ) -> c_int {
@@ -876,7 +890,11 @@ impl Drop for Cq {
     }
 }
 
-extern "C" fn qp_event_trampoline(ev: *mut bindings::ib_event, _ctx: *mut c_void) {
+/// # Safety
+///
+/// Called by the RDMA core for a QP created by [`CmId::create_qp`] with `ev` a valid `ib_event`
+/// for the call.
+unsafe extern "C" fn qp_event_trampoline(ev: *mut bindings::ib_event, _ctx: *mut c_void) {
     // SAFETY: The core passes a valid event; `ib_event_msg` returns a static string.
     let (event, name) = unsafe {
         let e = (*ev).event;
@@ -917,7 +935,13 @@ impl Wc {
     }
 }
 
-extern "C" fn cqe_done<H: CqHandler>(_cq: *mut bindings::ib_cq, wc: *mut bindings::ib_wc) {
+/// # Safety
+///
+/// Called by the RDMA core (CQ polling, softirq) with `wc` a valid completion for the call
+/// whose `wr_cqe` is an entry of a [`CqeTable<H>`], so its `qp` was created by
+/// `CmId::create_qp::<H>` and its `qp_context` is the live `Arc<H>` reference the `Qp<H>`
+/// owns (the QP is destroyed only after the drain that makes a completion the last one).
+unsafe extern "C" fn cqe_done<H: CqHandler>(_cq: *mut bindings::ib_cq, wc: *mut bindings::ib_wc) {
     // SAFETY: The core passes a valid completion whose `qp` is one of ours: only QPs created
     // by `CmId::create_qp::<H>` use CQEs of a `CqeTable<H>`.
     let wc = unsafe { &*wc };
