@@ -1951,6 +1951,14 @@ impl CmHandler for IserConn {
             CmEventKind::Disconnected => {
                 if this.terminate(&mut ctrl) {
                     match &ctrl.iscsi {
+                        // The target closes the connection after its Logout Response: the
+                        // end of a logout, not a failure (the C driver and iscsi_tcp report
+                        // one, and every logout logs "detected conn error"). iscsid stops
+                        // the connection when the logout completes, or after its logout
+                        // timeout if the response never came.
+                        Some(i) if i.logging_out() => {
+                            iser_info!("{}: target closed the connection (logout)\n", this.peer);
+                        }
                         Some(i) => fail(&this.stats, *i, crate::ffi::iscsi::err::CONN_FAILED),
                         None => iser_warn!("iscsi_iser connection isn't bound\n"),
                     }

@@ -1123,6 +1123,17 @@ impl IscsiConn {
         unsafe { bindings::iscsi_suspend_queue(self.conn.as_ptr()) }
     }
 
+    /// Whether the session is logging out: libiscsi sets `ISCSI_STATE_LOGGING_OUT` when it
+    /// prepares a Logout Request, and the target closes the connection after its Logout
+    /// Response.
+    pub(crate) fn logging_out(&self) -> bool {
+        // SAFETY: The session of a live connection is live (invariant). `state` is an `int`
+        // libiscsi writes under `frwd_lock`; a volatile read of an aligned `int` returns
+        // either value (a hint: see the caller).
+        let state = unsafe { core::ptr::read_volatile(&raw const (*self.session()).state) };
+        state == bindings::ISCSI_STATE_LOGGING_OUT as c_int
+    }
+
     /// Reports a connection failure to libiscsi (any context).
     pub(crate) fn failure(&self, err: u32) {
         // SAFETY: Live connection.

@@ -13,8 +13,9 @@
 #     boot: every later test then fails too, loudly, since nothing checks locking any more);
 #   - kmemleak (required: its absence fails the test) finds no new unreferenced object;
 #   - unless the test injects faults (FAULTS=1 in tests.list), no connection failure was
-#     reported (libiscsi's "detected conn error", ping timeouts) and ib_iser logged no error:
-#     a data test that rode through a recovery is a failed data test.
+#     reported (libiscsi's "detected conn error", ping timeouts) outside a logout (lib.sh
+#     `marked`) and ib_iser logged no error: a data test that rode through a recovery is a
+#     failed data test.
 #
 # ISER_SHARD=K/N runs only every N-th test starting at the K-th (0-based), so N VMs can share
 # the list (scripts/check.sh runs two, one per host core); tests/vm/plan.sh selects them.
@@ -60,7 +61,7 @@ else printf '#   %s\n' "${why[@]}"; echo "not ok 1 kernel_boot_log_clean_detecto
 # cleanup: leaves a clean VM for the next test, whatever this one did; prints what failed.
 cleanup() {
   { touch /tmp/fio_loop.stop; ip link set "$(nic)" up; iscsid_start
-    timeout 120 iscsiadm -m node --logoutall=all; iscsid_stop; } >/dev/null 2>&1
+    marked timeout 120 iscsiadm -m node --logoutall=all; iscsid_stop; } >/dev/null 2>&1
   # Whatever multipath or mounts a test left above the disks.
   { pkill -x multipathd; umount -l /mnt/iser* ; multipath -F; } >/dev/null 2>&1
   unload_initiator >/dev/null 2>&1 || echo "rmmod ib_iser failed: $(rmmod ib_iser 2>&1)"
@@ -93,13 +94,13 @@ for line in "${lines[@]}"; do
   sed 's/^/# /' "$RES/$name.log"
   why=()
   # Errors the test met, before its cleanup: a test that injects no fault must see none.
-  conn_errs=$(grep -Ec "$CONN_ERR_RE" "$RES/$name.test.dmesg")
+  conn_errs=$(unexpected_conn_errors <"$RES/$name.test.dmesg" | wc -l)
   our_errs=$(dmesg --level=emerg,alert,crit,err | grep -c 'ib_iser: ')
   if [ "$faults" = 1 ]; then
     echo "# connection failures reported: $conn_errs, ib_iser error lines: $our_errs (fault test)"
   elif [ "$conn_errs" != 0 ] || [ "$our_errs" != 0 ]; then
     why+=("no fault was injected, yet $conn_errs connection failures and $our_errs ib_iser error lines:")
-    why+=("$(grep -E "$CONN_ERR_RE" "$RES/$name.test.dmesg" | head -n 3)")
+    why+=("$(unexpected_conn_errors <"$RES/$name.test.dmesg" | head -n 3)")
     why+=("$(dmesg --level=emerg,alert,crit,err | grep 'ib_iser: ' | head -n 3)")
   fi
   cl=$(cleanup)

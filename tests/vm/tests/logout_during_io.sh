@@ -13,7 +13,7 @@ for i in $(seq "$ROUNDS"); do
   fpid=$!
   sleep 3
   kill -0 "$fpid" 2>/dev/null || fail "round $i: fio ended before the logout: $(tail -n 5 /tmp/inflight.out)"
-  timeout 120 iscsiadm -m node -T "$IQN" --logout >/dev/null; rc=$?
+  marked timeout 120 iscsiadm -m node -T "$IQN" --logout >/dev/null; rc=$?
   [ $rc = 124 ] && fail "round $i: logout hung with I/O in flight"
   [ $rc = 0 ] || fail "round $i: logout failed ($rc) with I/O in flight"
   # fio must end on its own once the disk is gone (bounded wait, then it is a hang).

@@ -40,7 +40,7 @@ rc=$?
 [ $rc = 124 ] && fail "I/O hung past the replacement timeout"
 [ $rc = 0 ] && fail "a write succeeded with no RDMA device for longer than the replacement timeout"
 log "I/O with the device gone: failed as expected ($(tail -n1 /tmp/dd.err))"
-timeout 60 iscsiadm -m node -T "$IQN" --logout >/dev/null || fail "logout with the device gone"
+marked timeout 60 iscsiadm -m node -T "$IQN" --logout >/dev/null || fail "logout with the device gone"
 rdma_up rxe || fail "re-adding rxe0"
 lio_relisten || fail "target listener"
 dev=$(iser_login) || fail "login on the re-added device"
