@@ -147,9 +147,12 @@ lio_target_up() {
   echo 1 >"$tpg/attrib/generate_node_acls"
   echo 1 >"$tpg/attrib/cache_dynamic_acls"
   echo 0 >"$tpg/attrib/demo_mode_write_protect"
-  local kv
+  local kv k
   for kv in ${LIO_PARAMS:-}; do
-    printf %s "${kv#*=}" >"$tpg/param/${kv%%=*}" || { echo "LIO param $kv" >&2; return 1; }
+    # ?Key=Value: set only if this LIO has the key.
+    k=${kv%%=*}
+    if [ "${k#\?}" != "$k" ]; then k=${k#\?}; [ -e "$tpg/param/$k" ] || continue; fi
+    printf %s "${kv#*=}" >"$tpg/param/$k" || { echo "LIO param $kv" >&2; return 1; }
   done
   echo 1 >"$tpg/enable"
 }

@@ -16,19 +16,22 @@ M16=16776704   # FirstBurstLength/MaxBurstLength at most 2^24-1: 16 MiB less 512
 cells=()
 if [ "$MATRIX" = full ]; then
   for r2t in Yes No; do for imm in Yes No; do for fb in 8192 262144 $M16; do for mrdsl in 512 8192 262144; do
-    cells+=("InitialR2T=$r2t ImmediateData=$imm FirstBurstLength=$fb MaxBurstLength=$(( fb > 262144 ? fb : 262144 )) MaxRecvDataSegmentLength=$mrdsl|128|64")
+    cells+=("InitialR2T=$r2t ImmediateData=$imm FirstBurstLength=$fb MaxBurstLength=$(( fb > 262144 ? fb : 262144 )) MaxRecvDataSegmentLength=$mrdsl ?TargetRecvDataSegmentLength=$mrdsl|128|64")
   done; done; done; done
   for cm in 16 128 1024; do
-    cells+=("InitialR2T=No ImmediateData=Yes FirstBurstLength=262144 MaxBurstLength=262144 MaxRecvDataSegmentLength=8192|$cm|$((cm * 2))")
+    cells+=("InitialR2T=No ImmediateData=Yes FirstBurstLength=262144 MaxBurstLength=262144 MaxRecvDataSegmentLength=8192|$cm|$((cm * 2))|--bs=256k")
   done
 else
   cells=(
     # issue 20 item 1: 32 Data-Outs per 256 KiB write, many writes in flight
-    "InitialR2T=No ImmediateData=Yes FirstBurstLength=262144 MaxBurstLength=262144 MaxRecvDataSegmentLength=8192|128|64"
+    # (256 KiB writes only, 64 in flight: 2048 Data-Outs, 8 times the old fixed pool)
+    "InitialR2T=No ImmediateData=Yes FirstBurstLength=262144 MaxBurstLength=262144 MaxRecvDataSegmentLength=8192|128|64|--bs=256k"
     # the smallest PDUs, no immediate data: every unsolicited byte in 512-byte Data-Outs
-    "InitialR2T=No ImmediateData=No FirstBurstLength=65536 MaxBurstLength=262144 MaxRecvDataSegmentLength=512|128|32"
+    # (LIO's iSER portals negotiate 8 KiB whatever MaxRecvDataSegmentLength says, unless its
+    # iSER key TargetRecvDataSegmentLength is set too, where it has one)
+    "InitialR2T=No ImmediateData=No FirstBurstLength=65536 MaxBurstLength=262144 MaxRecvDataSegmentLength=512 ?TargetRecvDataSegmentLength=512|128|32"
     # solicited only, the largest PDUs
-    "InitialR2T=Yes ImmediateData=Yes FirstBurstLength=8192 MaxBurstLength=$M16 MaxRecvDataSegmentLength=262144|128|32"
+    "InitialR2T=Yes ImmediateData=Yes FirstBurstLength=8192 MaxBurstLength=$M16 MaxRecvDataSegmentLength=262144 ?TargetRecvDataSegmentLength=262144|128|32"
     # a small task pool under a deeper queue, and a large one
     "InitialR2T=Yes ImmediateData=Yes FirstBurstLength=65536 MaxBurstLength=262144 MaxRecvDataSegmentLength=8192|16|64"
     "InitialR2T=No ImmediateData=Yes FirstBurstLength=65536 MaxBurstLength=262144 MaxRecvDataSegmentLength=65536|1024|256"
@@ -42,16 +45,18 @@ log "matrix: $MATRIX, ${#cells[@]} cells"
 i=0
 for cell in "${cells[@]}"; do
   i=$((i + 1))
-  IFS='|' read -r params cm qd <<<"$cell"
+  IFS='|' read -r params cm qd bs <<<"$cell"
   LIO_PARAMS=$params lio_target_up || fail "cell $i: target with $params"
   dev=$(CMDS_MAX=$cm iser_login) || fail "cell $i: login with $params cmds_max $cm"
   neg=$(iscsiadm -m session -P 2 | grep -E 'InitialR2T|ImmediateData|FirstBurstLength|MaxBurstLength|MaxXmitDataSegmentLength' \
     | sed 's/^[[:space:]]*//; s/: /=/' | tr '\n' ' ')
   host=$(ls /sys/class/iscsi_host)
-  log "cell $i: target $params; cmds_max $cm (can_queue $(cat /sys/class/scsi_host/$host/can_queue)), fio QD $qd"
+  log "cell $i: target $params; cmds_max $cm (can_queue $(cat /sys/class/scsi_host/$host/can_queue)), fio QD $qd ${bs:-4k-256k}"
   log "  negotiated: $neg"
-  FIO_TAG=_$i fio_verify "$dev" cell --rw=randwrite --bsrange=4k-256k --iodepth="$qd" --size=16M \
+  FIO_TAG=_$i fio_verify "$dev" cell --rw=randwrite ${bs:---bsrange=4k-256k} --iodepth="$qd" --size=16M \
     --offset=$(( (i % 8) * 16 ))M --verify_backlog=256 || fail "cell $i: verified I/O ($params, cmds_max $cm)"
+  st=$(cat /sys/kernel/debug/iser/*/stats 2>/dev/null | awk '/^(dataout_pdus|requeue_dataout) /{printf "%s %s ", $1, $2}')
+  [ -z "$st" ] || log "  ours: $st"
   iser_logout || fail "cell $i: logout"
   lio_target_down || fail "cell $i: target down"
 done
