@@ -35,7 +35,7 @@ planned=$(( ${#lines[@]} + 1 ))
 echo "KTAP version 1"
 echo "# kernel $(uname -r), ib_iser.ko $(modinfo -F srcversion "$ISER_KO" 2>/dev/null), results in $RES"
 echo "1..$planned"
-pass=0 failn=0 skipn=0 n=1
+pass=0 failn=0 skipn=0 xfailn=0 n=1
 lockdep_off=
 
 # lockdep_on: debug_locks is still 1 (lockdep turns itself off after its first report).
@@ -93,6 +93,15 @@ for line in "${lines[@]}"; do
   read -r name script envs <<<"$line"
   n=$((n + 1))
   faults=0; [[ " $envs " == *" FAULTS=1 "* ]] && faults=1
+  # XFAIL=1: a known failure under investigation (tests.list says why): reported as KTAP
+  # "# TODO", counted as xfail in the totals and by make check, never as a pass.
+  xfail=0; [[ " $envs " == *" XFAIL=1 "* ]] && xfail=1
+  if [ $xfail = 1 ] && [ -z "${ISER_LONG:-}" ]; then
+    # A known failure can hang and leave the VM unusable for the tests after it: only the
+    # long run (make check-long) runs it. Reported, counted as skipped.
+    echo "ok $n $name # SKIP known failure (XFAIL in tests.list): runs in make check-long"
+    skipn=$((skipn + 1)); continue
+  fi
   dmesg -C
   start=$(date +%s)
   # shellcheck disable=SC2086
@@ -142,9 +151,13 @@ for line in "${lines[@]}"; do
   else
     [ $rc = 124 ] && echo "# $name timed out after ${TEST_TIMEOUT:-900} s"
     [ ${#why[@]} = 0 ] || printf '%s\n' "${why[@]}" | sed 's/^/#   /'
-    echo "not ok $n $name # exit $rc, ${secs}s"; failn=$((failn + 1))
+    if [ $xfail = 1 ]; then
+      echo "not ok $n $name # TODO known failure (tests.list), exit $rc, ${secs}s"; xfailn=$((xfailn + 1))
+    else
+      echo "not ok $n $name # exit $rc, ${secs}s"; failn=$((failn + 1))
+    fi
   fi
 done
-echo "# Totals: pass:$pass fail:$failn xfail:0 xpass:0 skip:$skipn error:$(( planned - pass - failn - skipn ))"
-echo "vm: planned $planned, $pass passed, $failn failed, $skipn skipped"
-[ $failn = 0 ] && [ $((pass + failn + skipn)) = "$planned" ]
+echo "# Totals: pass:$pass fail:$failn xfail:$xfailn xpass:0 skip:$skipn error:$(( planned - pass - failn - skipn - xfailn ))"
+echo "vm: planned $planned, $pass passed, $failn failed, $skipn skipped, $xfailn known failures"
+[ $failn = 0 ] && [ $((pass + failn + skipn + xfailn)) = "$planned" ]
