@@ -2,6 +2,10 @@
 # Build (once) and cache a Rust-enabled test kernel from Debian's linux-source package.
 #
 #   scripts/kernel.sh build [FLAVOR]   # build if not cached; last line printed: the cache dir
+#   scripts/kernel.sh prepare [FLAVOR] # configure + `make modules_prepare` only (the headers,
+#                                      # scripts and Rust crates an out-of-tree module builds
+#                                      # against; no vmlinux, no modules, minutes instead of
+#                                      # half an hour); the full build if it is cached
 #   scripts/kernel.sh path  [FLAVOR]   # print the cache dir (built or not), build nothing
 #   scripts/kernel.sh list             # list cached kernels
 #
@@ -18,6 +22,8 @@
 #   kroot/          staged boot image + module tree for the VM (boot/, lib/modules/<kver>/)
 #   build.log       full kernel build log
 #   .built          stamp: present only when everything above is complete
+#   .prepared       stamp: linux/ is configured and modules_prepare'd (enough for a build
+#                   check of the module; `build` later completes the same tree)
 # The hash covers the config fragments and this script's recipe version, so a second run with
 # nothing changed rebuilds nothing, and any change to a fragment gives a new (single) build.
 set -euo pipefail
@@ -58,13 +64,14 @@ key() {
 case "$cmd" in
   path) echo "$CACHE/kernels/$(key)"; exit 0 ;;
   list) ls -1d "$CACHE"/kernels/*/ 2>/dev/null | while read -r d; do
-          printf '%s %s\n' "$([ -f "$d/.built" ] && echo built || echo partial)" "$d"; done; exit 0 ;;
-  build) ;;
-  *) die "usage: $0 build|path|list [FLAVOR]" ;;
+          st=partial; [ -f "$d/.prepared" ] && st=prepared; [ -f "$d/.built" ] && st=built
+          printf '%s %s\n' "$st" "$d"; done; exit 0 ;;
+  build|prepare) ;;
+  *) die "usage: $0 build|prepare|path|list [FLAVOR]" ;;
 esac
 
 dir=$CACHE/kernels/$(key)
-if [ -f "$dir/.built" ]; then
+if [ -f "$dir/.built" ] || { [ "$cmd" = prepare ] && [ -f "$dir/.prepared" ]; }; then
   say "cached: $dir"
   echo "$dir"; exit 0
 fi
@@ -73,7 +80,7 @@ mkdir -p "$CACHE/kernels"
 # never two kernel builds at once on this 2-core machine
 exec 9>"$CACHE/kernel-build.lock"
 if ! flock -n 9; then say "another kernel build is running; waiting for it"; flock 9; fi
-if [ -f "$dir/.built" ]; then echo "$dir"; exit 0; fi
+if [ -f "$dir/.built" ] || { [ "$cmd" = prepare ] && [ -f "$dir/.prepared" ]; }; then echo "$dir"; exit 0; fi
 
 tarball=$TARBALL
 [ -f "$tarball" ] || die "$tarball missing (run KVER=$KSERIES scripts/deps.sh)"
@@ -113,6 +120,19 @@ if [ ! -f "$dir/.configured" ]; then
 fi
 
 echo "$LLVM_SUFFIX" >"$src/.iser-llvm"
+if [ "$cmd" = prepare ]; then
+  say "make LLVM=$LLVM_SUFFIX -j$JOBS modules_prepare (headers, scripts, Rust crates; a few minutes); log: $dir/prepare.log"
+  start=$(date +%s)
+  mk -j"$JOBS" modules_prepare >"$dir/prepare.log" 2>&1 \
+    || { tail -n 40 "$dir/prepare.log" >&2; die "modules_prepare failed; full log: $dir/prepare.log"; }
+  # modpost of an out-of-tree module reads the kernel's release and, when present,
+  # Module.symvers; without the latter it skips the unresolved-symbol check (the full
+  # build's check, make check on the first kernel series, has it).
+  make -s -C "$src" kernelrelease >"$dir/kernel.release"
+  say "prepared in $(( $(date +%s) - start )) s: $(cat "$dir/kernel.release")"
+  touch "$dir/.prepared"
+  echo "$dir"; exit 0
+fi
 say "building bzImage + modules with make LLVM=$LLVM_SUFFIX -j$JOBS (about 20-30 min on 2 cores); log: $dir/build.log"
 start=$(date +%s)
 ( mk -j"$JOBS" bzImage modules >"$dir/build.log" 2>&1; echo $? >"$dir/.make-rc" ) &

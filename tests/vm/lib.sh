@@ -407,13 +407,6 @@ unexpected_conn_errors() {
     !inl && $0 ~ re'
 }
 
-# kmemleak_scan: runs a scan and prints the number of unreferenced objects reported.
-kmemleak_scan() {
-  [ -w /sys/kernel/debug/kmemleak ] || { echo 0; return; }
-  echo scan >/sys/kernel/debug/kmemleak; sleep 1; echo scan >/sys/kernel/debug/kmemleak
-  grep -c '^unreferenced object' /sys/kernel/debug/kmemleak || true
-}
-
 # --- fio --------------------------------------------------------------------------------------
 # fio_verify DEV NAME [FIO_ARGS...]: direct I/O with crc32c verification of every block
 # written (data read back must equal data written); fails on any fio or verify error and

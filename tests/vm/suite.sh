@@ -121,8 +121,10 @@ for line in "${lines[@]}"; do
     why+=("$(unexpected_conn_errors <"$RES/$name.test.dmesg" | head -n 3)")
     why+=("$(dmesg --level=emerg,alert,crit,err | grep 'ib_iser: ' | head -n 3)")
   fi
+  t_cl=$(date +%s)
   cl=$(cleanup)
   [ -z "$cl" ] || why+=("$cl")
+  t_km=$(date +%s)
   # The whole kernel log: the test and its cleanup (logout, rmmod, teardown).
   dmesg >"$RES/$name.dmesg"
   splats=$(grep -E "$SPLAT_RE" "$RES/$name.dmesg" | head -n 5)
@@ -134,13 +136,19 @@ for line in "${lines[@]}"; do
     why+=("lockdep turned itself off during this test (a lock report)")
   fi
   if [ -w "$KMEMLEAK" ]; then
-    echo scan >"$KMEMLEAK"; sleep 2; echo scan >"$KMEMLEAK"
+    # One scan reports every unreferenced object older than kmemleak's minimum age (5 s at
+    # the scan's start): wait that long after the cleanup, so everything the test and its
+    # cleanup allocated is judged here (a second scan found nothing more and cost ~30 s a test).
+    left=$(( t_km + 6 - $(date +%s) )); [ $left -gt 0 ] && sleep $left
+    echo scan >"$KMEMLEAK"
     leaks=$(grep -c '^unreferenced object' "$KMEMLEAK")
+    echo "# kmemleak: $leaks new unreferenced objects after the test and its cleanup"
     if [ "$leaks" != 0 ]; then
       cp "$KMEMLEAK" "$RES/$name.kmemleak"
       why+=("kmemleak: $leaks unreferenced objects (first: $(grep -m1 -A14 '^unreferenced object' "$KMEMLEAK" | grep -m3 -E '\[<' | tr -s ' ' | tr '\n' ' '))")
     fi
     echo clear >"$KMEMLEAK"
+    echo "# test ${secs}s, cleanup $((t_km - t_cl))s, kmemleak $(( $(date +%s) - t_km ))s"
   else
     why+=("kmemleak is not available: leaks cannot be checked")
   fi
