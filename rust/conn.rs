@@ -152,35 +152,28 @@ struct RxSlot {
 }
 
 /// A received PDU copied out of its ring buffer, so that the buffer goes back to the target
-/// before the PDU is delivered: the BHS (48 bytes, copied with fixed-size moves) and the data
-/// segment only if there is one (sense data, NOP-In data, Async Message, Reject); a read's or
-/// write's SCSI Response usually has none. The iSER header is not libiscsi's business. The
-/// data segment goes to an area of the caller's (left uninitialized when unused: a value
-/// holding 128 bytes would be cleared or copied whole on every PDU).
+/// before the PDU is delivered, and so that nothing reads the ring while the HCA may write
+/// it: only the bytes that arrived are copied (`DmaBuf::read_uninit`: iSER header, BHS and a
+/// data segment only if there is one: sense data, NOP-In data, Async Message, Reject; a read's
+/// or write's SCSI Response has none), into an area of the caller's left uninitialised beyond
+/// them (a value holding the whole 204 bytes would be cleared or copied whole on every PDU).
+/// This splits that copy into the BHS and the data segment; the iSER header is not libiscsi's
+/// business.
 struct RxCopy<'a> {
-    bhs: [u8; bhs::BHS_LEN],
+    bhs: &'a mut [u8; bhs::BHS_LEN],
     data: &'a mut [u8],
 }
 
 impl<'a> RxCopy<'a> {
-    /// Copies the PDU of a ring buffer `buf` whose data segment is `data_len` bytes (both
-    /// validated by [`rx::parse`]); `None` if `buf` is not a whole ring buffer.
-    fn new(
-        buf: &[u8],
-        data_len: usize,
-        area: &'a mut MaybeUninit<[u8; sizing::RECV_DATA_SEG_LEN]>,
-    ) -> Option<Self> {
-        let bhs = buf.get(hdr::LEN..sizing::HEADERS_LEN)?.try_into().ok()?;
-        let data: &mut [u8] = if data_len > 0 {
-            let d = buf
-                .get(sizing::HEADERS_LEN..sizing::RX_PAYLOAD)?
-                .try_into()
-                .ok()?;
-            area.write(d).get_mut(..data_len)?
-        } else {
-            &mut []
-        };
-        Some(RxCopy { bhs, data })
+    /// Splits the copy `pdu` of a received PDU whose data segment is `data_len` bytes (both
+    /// validated by [`rx::parse`]); `None` if `pdu` is shorter.
+    fn new(pdu: &'a mut [u8], data_len: usize) -> Option<Self> {
+        let pdu = pdu.get_mut(hdr::LEN..sizing::HEADERS_LEN.checked_add(data_len)?)?;
+        let (bhs, data) = pdu.split_at_mut(bhs::BHS_LEN);
+        Some(RxCopy {
+            bhs: bhs.try_into().ok()?,
+            data,
+        })
     }
 }
 
@@ -197,7 +190,7 @@ impl HeldPdu {
         let data_len = c.data.len().min(data.len());
         data[..data_len].copy_from_slice(&c.data[..data_len]);
         HeldPdu {
-            bhs: c.bhs,
+            bhs: *c.bhs,
             data,
             data_len,
         }
@@ -834,6 +827,50 @@ impl IserConn {
         let (Some(s), Some(d)) = (ctrl.sizing, ctrl.device.clone()) else {
             return Err(EINVAL);
         };
+        // Sized for the session's SCSI host, which keeps the limits it was created with: after
+        // a recovery the new connection may be on another device, and `max_sectors` may have
+        // changed since. A device that cannot carry them is refused here with the reason,
+        // rather than bound to requeue the commands it cannot take until the SCSI timeout.
+        let s = match iconn.host_shape() {
+            Some(h) => {
+                let host = sizing::HostShape {
+                    sg_tablesize: h.sg_tablesize,
+                    max_sectors: h.max_sectors,
+                    can_queue: h.can_queue,
+                    virt_boundary: h.virt_boundary,
+                };
+                let dev = sizing::DevLimits {
+                    max_qp_wr: d.caps.max_qp_wr,
+                    max_fast_reg_page_list_len: d.caps.max_fast_reg_page_list_len,
+                    sg_gaps: d.caps.sg_gaps_reg,
+                };
+                match sizing::for_host(host, dev) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        match e {
+                            sizing::Unfit::Pages { host, conn }
+                            | sizing::Unfit::Queue { host, conn } => iser_err!(
+                                "cannot bind the connection to {} on {} to its session: {} ({} > {}); log the session out and in again to size it for this device\n",
+                                this.peer,
+                                d.dev.name(),
+                                e.reason(),
+                                host,
+                                conn
+                            ),
+                            _ => iser_err!(
+                                "cannot bind the connection to {} on {} to its session: {}; log the session out and in again to size it for this device\n",
+                                this.peer,
+                                d.dev.name(),
+                                e.reason()
+                            ),
+                        }
+                        return Err(EINVAL);
+                    }
+                }
+            }
+            None => s,
+        };
+        ctrl.sizing = Some(s);
         let info = iconn.session_info();
         let st = this.stats.clone();
         let (b, side, res) = Self::alloc_bound(iconn, &info, s, &d, ctrl.remote_inv, st)
@@ -1230,7 +1267,10 @@ impl IserConn {
                 return Err(EINVAL.into());
             }
             let n = payload.len();
-            b.login_req.bytes_mut()[..n].copy_from_slice(payload);
+            let Some(dst) = b.login_req.bytes_mut().get_mut(..n) else {
+                return Err(EINVAL.into());
+            };
+            dst.copy_from_slice(payload);
             b.login_req.sync_for_device(0, n);
             data = Some(Sge {
                 addr: b.login_req.dma(0),
@@ -1527,8 +1567,24 @@ impl IserConn {
     pub(crate) fn cleanup_task(&self, task: &mut Task<'_>) {
         #[cfg(iser_test_faults)]
         crate::planted::on_cleanup_task(task);
+        let i = task.index();
         if let Some(r) = &mut *self.res.lock() {
-            r.release_task(task.index());
+            r.release_task(i);
+        }
+        // A response held until this task's SENDs complete (`on_rx`) answers this task only:
+        // when the task ends first (abort, connection cleanup), the response is dropped, so
+        // that the completion never delivers it to the next owner of the task's tag. `rx` is
+        // taken after `res`, never under it; libiscsi's locks may be held (never taken
+        // under `rx`).
+        let dropped = Self::with_bh(&self.rx, |rx| {
+            rx.side
+                .as_mut()
+                .and_then(|s| s.slots.get_mut(i))
+                .and_then(|s| s.deferred.take())
+                .is_some()
+        });
+        if dropped {
+            Stats::inc(&self.stats.s.c.rsp_held_dropped);
         }
     }
 
@@ -1576,8 +1632,23 @@ impl IserConn {
             return;
         }
         sh.login_rsp.sync_for_cpu(0, sizing::RX_LOGIN_SIZE);
-        let buf = sh.login_rsp.bytes();
-        let r = match rx::parse(buf, wc.byte_len as usize, sizing::LOGIN_DATA_LEN, sh.n) {
+        // Login and text responses are rare and up to 8 KiB: copied out with an atomic
+        // allocation rather than a per-connection buffer that would need its own lock, then
+        // validated in the copy.
+        let received = (wc.byte_len as usize).min(sizing::RX_LOGIN_SIZE);
+        let Ok(mut copy) = KVec::from_elem(0u8, received, GFP_ATOMIC) else {
+            drop(g);
+            iser_err!("no memory for a login response\n");
+            fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
+            return;
+        };
+        if sh.login_rsp.read_into(0, &mut copy).is_none() {
+            // Not reached: `received` is at most the buffer's size.
+            drop(g);
+            fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
+            return;
+        }
+        let r = match rx::parse(&copy, received, sizing::LOGIN_DATA_LEN, sh.n) {
             Ok(r) => r,
             Err(e) => {
                 drop(g);
@@ -1586,18 +1657,6 @@ impl IserConn {
             }
         };
         Stats::inc(&st.s.c.pdus_rx);
-        // Login and text responses are rare and up to 8 KiB: copied out with an atomic
-        // allocation rather than a per-connection buffer that would need its own lock.
-        let mut copy = KVec::new();
-        if copy
-            .extend_from_slice(buf.get(..r.len).unwrap_or(&[]), GFP_ATOMIC)
-            .is_err()
-        {
-            drop(g);
-            iser_err!("no memory for a login response\n");
-            fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
-            return;
-        }
         let ffp = r.pdu.opcode == bhs::OP_LOGIN_RSP && ptask::login_to_ffp(r.pdu.flags);
         if ffp && !sh.discovery.load(Ordering::Relaxed) {
             if let Some(rq) = &g.rq {
@@ -1608,7 +1667,7 @@ impl IserConn {
         }
         drop(g);
         // The copy is iSER header, BHS and data segment (`r.len` bytes, validated).
-        let body = copy.get_mut(hdr::LEN..).unwrap_or(&mut []);
+        let body = copy.get_mut(hdr::LEN..r.len).unwrap_or(&mut []);
         let (h, data) = body.split_at_mut(bhs::BHS_LEN.min(body.len()));
         if let Ok(h) = h.try_into() {
             Self::deliver(st, iconn, h, data);
@@ -1634,27 +1693,25 @@ impl IserConn {
         }
         let off = i * sizing::RX_PAYLOAD;
         side.sh.rx.sync_for_cpu(off, sizing::RX_PAYLOAD);
-        let buf = side
-            .sh
-            .rx
-            .bytes()
-            .get(off..off + sizing::RX_PAYLOAD)
-            .unwrap_or(&[]);
+        // What arrived is copied out (the HCA keeps writing the rest of the ring) into an
+        // area left uninitialised beyond it, then validated in the copy.
+        let received = (wc.byte_len as usize).min(sizing::RX_PAYLOAD);
+        let mut area = MaybeUninit::<[u8; sizing::RX_PAYLOAD]>::uninit();
+        let buf = side.sh.rx.read_uninit(off, received, &mut area);
         let r = rx::parse(
-            buf,
-            wc.byte_len as usize,
+            buf.as_deref().unwrap_or(&[]),
+            received,
             sizing::RECV_DATA_SEG_LEN,
             side.sh.n,
         );
-        let mut area = MaybeUninit::uninit();
-        let copy = RxCopy::new(buf, r.as_ref().map_or(0, |r| r.pdu.data_len), &mut area);
+        let copy = buf.and_then(|b| RxCopy::new(b, r.as_ref().map_or(0, |r| r.pdu.data_len)));
         // The copy is ours: give the buffer back to the target (4.11), in batches.
         if let Some(rq) = rq {
             if let Err(e) = side.repost(rq, i) {
                 iser_err!("reposting receive buffers (up to {}) failed: {:?}\n", i, e);
             }
         }
-        let (r, mut copy) = match (r, copy) {
+        let (r, copy) = match (r, copy) {
             (Ok(r), Some(c)) => (r, c),
             (Err(e), _) => {
                 drop(g);
@@ -1702,7 +1759,7 @@ impl IserConn {
         }
         let Some((si, s)) = slot else {
             drop(g);
-            Self::deliver(st, iconn, &mut copy.bhs, copy.data);
+            Self::deliver(st, iconn, copy.bhs, copy.data);
             return;
         };
         if s.xmit_busy.load(Ordering::Acquire) {
@@ -1744,7 +1801,7 @@ impl IserConn {
             return;
         }
         drop(g);
-        Self::deliver(st, iconn, &mut copy.bhs, copy.data);
+        Self::deliver(st, iconn, copy.bhs, copy.data);
     }
 
     /// Checks a Send with Invalidate against what the task's buffers expose (5.5).

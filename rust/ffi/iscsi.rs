@@ -1003,6 +1003,19 @@ pub(crate) struct Negotiated {
     pub(crate) max_xmit_dlength: u32,
 }
 
+/// The limits a session's SCSI host was created with (see [`IscsiConn::host_shape`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HostShape {
+    /// `sg_tablesize`.
+    pub(crate) sg_tablesize: u32,
+    /// `max_sectors`.
+    pub(crate) max_sectors: u32,
+    /// `can_queue`.
+    pub(crate) can_queue: u32,
+    /// `virt_boundary_mask` is not zero.
+    pub(crate) virt_boundary: bool,
+}
+
 /// Session facts a bound connection needs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SessionInfo {
@@ -1028,6 +1041,27 @@ impl IscsiConn {
             cmds_max: s.cmds_max.max(0) as u32,
             scsi_cmds_max: s.scsi_cmds_max.max(0) as u32,
             discovery: s.discovery_sess != 0,
+        }
+    }
+
+    /// The limits the session's SCSI host was created with, which the SCSI midlayer keeps for
+    /// the session's life (a connection bound after a recovery must carry them); `None` if
+    /// the session has no host.
+    pub(crate) fn host_shape(&self) -> Option<HostShape> {
+        // SAFETY: The session of a live connection is live (invariant); libiscsi allocates the
+        // session inside its host and frees the host after the session, so a non-NULL `host`
+        // is live. The fields read are set before `iscsi_host_add` and not written after.
+        unsafe {
+            let h = (*self.session()).host;
+            if h.is_null() {
+                return None;
+            }
+            Some(HostShape {
+                sg_tablesize: u32::from((*h).sg_tablesize),
+                max_sectors: (*h).max_sectors,
+                can_queue: (*h).can_queue.max(0) as u32,
+                virt_boundary: (*h).virt_boundary_mask != 0,
+            })
         }
     }
 

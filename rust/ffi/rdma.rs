@@ -244,13 +244,63 @@ impl DmaBuf {
         };
     }
 
-    /// CPU view of the buffer (call `sync_for_cpu` first for device-written bytes).
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.buf
+    /// Copies `dst.len()` bytes at `off` out of the buffer (call `sync_for_cpu` first);
+    /// `None`, copying nothing, if the range is not inside the buffer.
+    ///
+    /// The device may be writing other parts of a receive buffer meanwhile (the rest of a
+    /// receive ring), so no Rust reference to the buffer's memory is ever formed: the bytes
+    /// are copied with a raw read.
+    pub(crate) fn read_into(&self, off: usize, dst: &mut [u8]) -> Option<()> {
+        let src = self.range(off, dst.len())?;
+        // SAFETY: `src..src + dst.len()` is inside the live allocation (`range`), `dst` is a
+        // distinct, exclusively borrowed buffer of that length, and a raw copy forms no
+        // reference to the device-written memory.
+        unsafe { core::ptr::copy_nonoverlapping(src, dst.as_mut_ptr(), dst.len()) };
+        Some(())
     }
 
-    /// Mutable CPU view (call `sync_for_device` afterwards).
+    /// Copies `len` bytes at `off` into the start of `dst` and returns them, initialised; as
+    /// [`Self::read_into`] for a destination the caller leaves uninitialised (the receive
+    /// path copies only what arrived). `None` if the range is not inside the buffer or
+    /// `len > N`.
+    pub(crate) fn read_uninit<'b, const N: usize>(
+        &self,
+        off: usize,
+        len: usize,
+        dst: &'b mut core::mem::MaybeUninit<[u8; N]>,
+    ) -> Option<&'b mut [u8]> {
+        if len > N {
+            return None;
+        }
+        let src = self.range(off, len)?;
+        let d = dst.as_mut_ptr().cast::<u8>();
+        // SAFETY: `src..src + len` is inside the live allocation (`range`); `d` points to `N
+        // >= len` writable bytes that `dst` borrows exclusively; a raw copy forms no
+        // reference to the device-written memory. Afterwards the first `len` bytes of `dst`
+        // are initialised, and the returned slice borrows `dst` for `'b`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(src, d, len);
+            Some(core::slice::from_raw_parts_mut(d, len))
+        }
+    }
+
+    /// The address of byte `off`, if `off..off + len` is inside the buffer.
+    fn range(&self, off: usize, len: usize) -> Option<*const u8> {
+        let end = off.checked_add(len)?;
+        if end > self.buf.len() {
+            return None;
+        }
+        // `as_ptr` reads the vector's pointer without forming a reference to its contents.
+        Some(self.buf.as_ptr().wrapping_add(off))
+    }
+
+    /// Mutable CPU view of a buffer the device only reads (`DmaDir::ToDevice`; call
+    /// `sync_for_device` afterwards). Empty for a `FromDevice` buffer, which the device
+    /// writes: read those with [`Self::read_into`].
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        if self.dir != DmaDir::ToDevice {
+            return &mut [];
+        }
         &mut self.buf
     }
 }

@@ -5,13 +5,19 @@
 //!
 //! ```text
 //!  byte 0      flags: opcode in the high nibble (0x1 = iSCSI control-type PDU),
-//!              0x08 = W (write STag valid), 0x04 = R (read STag valid)
-//!  bytes 1-3   reserved, zero
+//!              0x08 = W (write STag valid), 0x04 = R (read STag valid), 0x03 reserved
+//!  bytes 1-3   reserved
 //!  bytes 4-7   write STag (big-endian)
 //!  bytes 8-15  write base VA (big-endian)
 //!  bytes 16-19 read STag (big-endian)
 //!  bytes 20-27 read base VA (big-endian)
 //! ```
+//!
+//! Reserved fields: "MUST be set to zero on transmit and MUST be ignored on receive" (RFC
+//! 7145 9.2; 9.3 and 9.4 say the same of Hello and HelloReply): [`Header::encode`] writes
+//! zeros and [`Header::decode`] ignores the two reserved flag bits and bytes 1-3, as it
+//! ignores the STag and base offset of a buffer whose valid flag is clear. An unassigned
+//! opcode is an iSER format error (10.1.3.3: the connection is terminated).
 //!
 //! The layout matches `struct iser_ctrl` in `include/scsi/iser.h`; `ffi` checks the size
 //! against the kernel's struct at compile time.
@@ -30,8 +36,6 @@ pub(crate) const OP_HELLO_REPLY: u8 = 0x3;
 pub(crate) const FLAG_WSV: u8 = 0x08;
 /// Flag: the read STag and read base VA are valid (`ISER_RSV`).
 pub(crate) const FLAG_RSV: u8 = 0x04;
-/// The low nibble bits that are defined for the iSCSI control opcode.
-const FLAGS_DEFINED: u8 = FLAG_WSV | FLAG_RSV;
 
 /// A buffer the target may access with RDMA: steering tag (rkey) and base virtual address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,12 +71,8 @@ pub(crate) struct Header {
 pub(crate) enum Error {
     /// Fewer than [`LEN`] bytes.
     Truncated,
-    /// The opcode is not iSCSI control (Hello/HelloReply or an unknown value).
+    /// The opcode is not iSCSI control (Hello/HelloReply or an unassigned value).
     Opcode(u8),
-    /// Undefined flag bits are set.
-    Flags(u8),
-    /// The reserved bytes are not zero.
-    Reserved,
 }
 
 fn be32(b: &[u8; LEN], at: usize) -> u32 {
@@ -114,8 +114,8 @@ impl Header {
     ///
     /// # Errors
     ///
-    /// Rejects short buffers, opcodes other than iSCSI control, undefined flag bits and
-    /// non-zero reserved bytes (RFC 7145 section 9.2: reserved fields are sent as zero).
+    /// Rejects short buffers and opcodes other than iSCSI control. Reserved flag bits and
+    /// bytes are ignored (RFC 7145 section 9.2: "MUST be ignored on receive").
     #[inline]
     pub(crate) fn decode(buf: &[u8]) -> Result<Self, Error> {
         let b: &[u8; LEN] = buf
@@ -126,13 +126,8 @@ impl Header {
         if op != OP_ISCSI_CTRL {
             return Err(Error::Opcode(op));
         }
+        // The reserved flag bits and bytes 1-3 are ignored on receive (RFC 7145 9.2).
         let low = b[0] & 0x0f;
-        if low & !FLAGS_DEFINED != 0 {
-            return Err(Error::Flags(b[0]));
-        }
-        if b[1..4] != [0, 0, 0] {
-            return Err(Error::Reserved);
-        }
         let write = (low & FLAG_WSV != 0).then(|| Stag {
             stag: be32(b, 4),
             va: be64(b, 8),

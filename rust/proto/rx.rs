@@ -38,8 +38,6 @@ impl Error {
         match self {
             Error::Hdr(hdr::Error::Truncated) => "PDU shorter than an iSER header",
             Error::Hdr(hdr::Error::Opcode(_)) => "iSER header opcode is not iSCSI control",
-            Error::Hdr(hdr::Error::Flags(_)) => "undefined iSER header flags",
-            Error::Hdr(hdr::Error::Reserved) => "iSER header reserved bytes not zero",
             Error::Bhs(e) => e.reason(),
         }
     }

@@ -166,6 +166,84 @@ pub(crate) fn host_max_sectors(param: u32, sg_tablesize: u32) -> u32 {
     u32::try_from(u64::from(param).min(cap)).unwrap_or(u32::MAX)
 }
 
+/// What a session's SCSI host was given when the session was created. The SCSI midlayer
+/// keeps these for the session's life, whatever device a later connection (after a
+/// recovery) lands on and whatever `max_sectors` says by then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HostShape {
+    /// `shost->sg_tablesize`: SG entries per command.
+    pub(crate) sg_tablesize: u32,
+    /// `shost->max_sectors`.
+    pub(crate) max_sectors: u32,
+    /// `shost->can_queue`: commands in flight at most.
+    pub(crate) can_queue: u32,
+    /// `shost->virt_boundary_mask` is set: the block layer never builds an SG list with
+    /// gaps (needed by devices that register without `sg_gaps`).
+    pub(crate) virt_boundary: bool,
+}
+
+/// Why a connection cannot carry a session's commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unfit {
+    /// The device sizes connections at all (see [`Error`]).
+    Device(Error),
+    /// The device registers fewer pages per command than the host sends (pages, host and
+    /// connection).
+    Pages { host: u32, conn: u32 },
+    /// The send queue carries fewer commands than the host queues (host, connection).
+    Queue { host: u32, conn: u32 },
+    /// The host was created without a virtual boundary (on a device registering SG lists
+    /// with gaps) and this device cannot register gaps.
+    Gaps,
+}
+
+impl Unfit {
+    /// A sentence for the kernel log (the numbers are in the variant).
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Unfit::Device(e) => e.reason(),
+            Unfit::Pages { .. } => "the device registers fewer pages per command than the session's SCSI host was sized for",
+            Unfit::Queue { .. } => "the device's send queue carries fewer commands than the session's SCSI host queues",
+            Unfit::Gaps => "the session's SCSI host allows SG lists with gaps, which this device cannot register",
+        }
+    }
+}
+
+/// Sizes a connection for the session it is bound to: for the limits its host was created
+/// with (`host`), not the current `max_sectors` (a recovery can meet another device, or a
+/// parameter changed since). The send queue (`max_send_wr`, `max_cmds`) does not depend on
+/// `max_sectors`, so a QP created from [`connection`] before the bind keeps fitting.
+///
+/// # Errors
+///
+/// What the device cannot carry: a command as large as the host sends, as many commands as
+/// it queues, or an SG list with gaps the host lets through. A connection that binds anyway
+/// would requeue those commands until the SCSI timeout.
+pub(crate) fn for_host(host: HostShape, dev: DevLimits) -> Result<Sizing, Unfit> {
+    let s = connection(host.max_sectors, dev).map_err(Unfit::Device)?;
+    let bytes = u64::from(host.max_sectors) * u64::from(SECTOR);
+    let pages = u32::try_from(bytes.div_ceil(u64::from(PAGE)))
+        .unwrap_or(u32::MAX)
+        .min(host.sg_tablesize)
+        .max(1);
+    if s.sg_tablesize < pages {
+        return Err(Unfit::Pages {
+            host: pages,
+            conn: s.sg_tablesize,
+        });
+    }
+    if s.max_cmds < host.can_queue {
+        return Err(Unfit::Queue {
+            host: host.can_queue,
+            conn: s.max_cmds,
+        });
+    }
+    if !host.virt_boundary && !dev.sg_gaps {
+        return Err(Unfit::Gaps);
+    }
+    Ok(s)
+}
+
 /// The session's task pool request: `min(cmds_max, max_cmds)`, at least 1.
 pub(crate) fn can_queue(cmds_max: u16, max_cmds: u32) -> u16 {
     let m = u16::try_from(max_cmds).unwrap_or(u16::MAX);

@@ -67,6 +67,9 @@ counters! {
     /// Responses that arrived before the tracked SENDs of their task (immediate data,
     /// Data-Out, control PDUs) completed (held until they did).
     rsp_before_send_done,
+    /// Of those: held responses dropped because their task ended first (abort, cleanup),
+    /// never delivered to the task tag's next owner.
+    rsp_held_dropped,
     /// Buffers exposed through a fast registration (REG_MR).
     reg_fastreg,
     /// Buffers exposed through the device's DMA key (one contiguous DMA range).

@@ -179,7 +179,10 @@ pub fn hdr_decode(data: &[u8]) {
     };
     let enc = h.encode();
     assert_eq!(hdr::Header::decode(&enc), Ok(h), "round trip");
-    assert_eq!(enc[..4], data[..4], "flags and reserved bytes");
+    // The opcode and valid flags survive; the reserved bits and bytes, which decode ignores
+    // (RFC 7145 9.2), are encoded as zeros.
+    assert_eq!(enc[0], data[0] & 0xfc, "opcode and flags");
+    assert_eq!(enc[1..4], [0, 0, 0], "reserved bytes");
     if h.write.is_some() {
         assert_eq!(enc[4..16], data[4..16], "write STag/VA");
     }
@@ -369,10 +372,15 @@ mod tests {
             }
             hdr_decode(&d);
         }
-        // Observed: accepted [1395, 967, 297], rejected [109, 57, 39].
-        for (i, t) in ["rx_parse", "bhs_decode", "hdr_decode"].iter().enumerate() {
+        // Observed: accepted [1395+, 967, 327], rejected [109-, 57, 9]. The iSER header
+        // decoder ignores reserved bits and bytes (RFC 7145 9.2): only the three opcode
+        // mutations of byte 0 per seed (0x00, 0xff, ^0x80) are rejected.
+        for (i, (t, min_err)) in [("rx_parse", 30), ("bhs_decode", 30), ("hdr_decode", 6)]
+            .iter()
+            .enumerate()
+        {
             assert!(ok[i] > 200, "{t}: only {} accepted", ok[i]);
-            assert!(err[i] > 30, "{t}: only {} rejected", err[i]);
+            assert!(err[i] >= *min_err, "{t}: only {} rejected", err[i]);
         }
         for d in mutants("cm_reply").chain(mutants("param_parse")) {
             cm_reply(&d);

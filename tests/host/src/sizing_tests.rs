@@ -147,3 +147,94 @@ fn dataouts_per_command_follow_libiscsi() {
     let need = max_dataouts_per_cmd(false, 16776704, 16 << 20, 512).unwrap();
     assert!(need > dataout_descs(MAX_REQ_DTOS + 1, 16));
 }
+
+/// The host a session created on `dev` with `max_sectors` and `cmds_max` gets (what
+/// `session_limits` gives the SCSI midlayer).
+fn host_of(max_sectors: u32, cmds_max: u16, dev: DevLimits) -> HostShape {
+    let s = connection(max_sectors, dev).unwrap();
+    HostShape {
+        sg_tablesize: s.sg_tablesize,
+        max_sectors: host_max_sectors(max_sectors, s.sg_tablesize),
+        can_queue: u32::from(can_queue(cmds_max, s.max_cmds)),
+        virt_boundary: !dev.sg_gaps,
+    }
+}
+
+#[test]
+fn a_connection_is_sized_for_its_session_host_not_the_live_parameter() {
+    // Session created with max_sectors 8192 (1024 pages on a device registering 4096).
+    let big = DevLimits {
+        max_fast_reg_page_list_len: 4096,
+        ..RXE
+    };
+    let host = host_of(8192, 128, big);
+    assert_eq!(host.max_sectors, 8192);
+    // The parameter went down to 1024 since: a reconnect sized from it would register 128
+    // pages and requeue every larger command; sized for the host it registers 1024.
+    assert_eq!(connection(1024, big).unwrap().sg_tablesize, 128);
+    let s = for_host(host, big).unwrap();
+    assert_eq!(s.sg_tablesize, 1024);
+    assert_eq!(s.pages_per_mr, 1025);
+    // The send queue does not depend on max_sectors: a QP created before the bind fits.
+    let q = connection(1024, big).unwrap();
+    assert_eq!(
+        (s.max_send_wr, s.max_recv_wr, s.nr_cqe, s.max_cmds),
+        (q.max_send_wr, q.max_recv_wr, q.nr_cqe, q.max_cmds)
+    );
+    // The same host on the device the session was created on fits exactly.
+    assert_eq!(
+        for_host(host_of(1024, 128, RXE), RXE).unwrap(),
+        connection(1024, RXE).unwrap()
+    );
+}
+
+#[test]
+fn a_device_that_cannot_carry_the_session_is_refused_with_the_reason() {
+    let big = DevLimits {
+        max_fast_reg_page_list_len: 4096,
+        ..RXE
+    };
+    // Recovery lands on a device registering 512 pages: 1024-page commands cannot go.
+    let host = host_of(8192, 128, big);
+    assert_eq!(
+        for_host(host, RXE),
+        Err(Unfit::Pages {
+            host: 1024,
+            conn: 511
+        })
+    );
+    // A small send queue: fewer commands than the host queues.
+    let small_q = DevLimits {
+        max_qp_wr: 200,
+        ..RXE
+    };
+    let r = for_host(host_of(1024, 128, RXE), small_q);
+    assert!(
+        matches!(r, Err(Unfit::Queue { host: 128, conn }) if conn < 128),
+        "{r:?}"
+    );
+    // A host without a virtual boundary (created on a gaps-capable device) on one without.
+    let gaps = DevLimits {
+        sg_gaps: true,
+        ..RXE
+    };
+    assert_eq!(for_host(host_of(1024, 128, gaps), RXE), Err(Unfit::Gaps));
+    // The other way round is fine: a boundary the device does not need costs nothing.
+    assert!(for_host(host_of(1024, 128, RXE), gaps).is_ok());
+    // A device that sizes nothing.
+    let none = DevLimits {
+        max_fast_reg_page_list_len: 1,
+        ..RXE
+    };
+    assert_eq!(
+        for_host(host_of(1024, 128, RXE), none),
+        Err(Unfit::Device(Error::NoFastRegPages))
+    );
+    for u in [
+        Unfit::Gaps,
+        Unfit::Pages { host: 2, conn: 1 },
+        Unfit::Queue { host: 2, conn: 1 },
+    ] {
+        assert!(!u.reason().is_empty());
+    }
+}
