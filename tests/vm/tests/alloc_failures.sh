@@ -39,17 +39,41 @@ for d in $FS $FP; do
   echo 32 >$d/stacktrace-depth
   echo N >$d/task-filter
   echo N >$d/ignore-gfp-wait
-  echo 1 >$d/verbose
+  echo 2 >$d/verbose    # the stack of each injected failure: where it hit is logged below
 done
 echo 0 >$FP/min-order
 echo N >$FP/ignore-gfp-highmem
 iscsiadm -m discovery -t st -p "$IP:$PORT" -I iser >/dev/null || fail "discovery"
 iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.initial_login_retry_max -v 1 >/dev/null
 iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n 'node.conn[0].timeo.login_timeout' -v 10 >/dev/null
+# Rust v0 symbols to their paths, roughly (lengths-prefixed identifiers, from ib_iser on).
+DEMANGLE='sub dm { my $s = shift; my @o; pos($s) = 0;
+  while ($s =~ /\G.*?(\d+)_?/gc) { my $n = $1; my $id = substr($s, pos($s), $n);
+    if (length($id) == $n && $id =~ /^[A-Za-z_][A-Za-z0-9_]*$/) { push @o, $id; pos($s) += $n; } }
+  my $j = join("::", @o); $j =~ s/^.*?ib_iser::/ib_iser::/; $j }
+  s/_R[A-Za-z0-9_]+/dm($&)/ge; s/\+0x[0-9a-f]+\/0x[0-9a-f]+//g;'
+# Where the injected failures of the step starting at kernel-log marker $1 hit: for each,
+# the function that asked for the memory (the first frame after the allocator's own) and the
+# innermost frame of our module (its Rust symbol, demangled to its path).
+hits() {
+  dmesg | awk -v m="iser-test: alloc step $1\$" '
+    $0 ~ m { on = 1; next }
+    !on { next }
+    /FAULT_INJECTION: forcing a failure/ { if (n) print who " <- " ours; n++; who = ""; ours = ""; next }
+    n && /^\[ *[0-9.]+\]  [A-Za-z_][A-Za-z0-9_.]*\+0x[0-9a-f]+\/0x[0-9a-f]+/ && !/ \? / {
+      sub(/^\[ *[0-9.]+\] +/, ""); f = $1
+      if (who == "" && f !~ /^(dump_stack|should_fail|should_failslab|__should_fail|kmem_cache_alloc|__kmalloc|kmalloc|__kmem_cache|slab_|alloc_pages|__alloc_pages|prepare_alloc|__vmalloc|vmalloc|warn_alloc|get_page_from|__folio_alloc|folio_alloc|alloc_slab|allocate_slab|new_slab|___slab_alloc|__slab_alloc|kmalloc_|krealloc|kvmalloc|__kvmalloc|kzalloc|kmemdup|__do_kmalloc|__get_free_pages|fail_dump|__should_failslab)/) who = f
+      if (ours == "" && /\[ib_iser\]/) ours = f
+    }
+    END { if (n) print who " <- " ours }' \
+  | perl -pe "$DEMANGLE" \
+  | sort | uniq -c | sed 's/^ */    /'
+}
 injected_total=0 failed_logins=0 nsteps=0
 for step in $steps; do
   kind=${step%:*} k=${step#*:}; nsteps=$((nsteps + 1))
   before=$(dmesg | grep -c 'FAULT_INJECTION: forcing a failure')
+  echo "iser-test: alloc step $step" >/dev/kmsg
   # The K-th allocation made under our code fails, once.
   faults_off
   if [ "$kind" = slab ]; then d=$FS; else d=$FP; fi
@@ -77,6 +101,7 @@ for step in $steps; do
   [ -z "$(ls /sys/class/iscsi_endpoint/ 2>/dev/null)" ] || fail "step $step: endpoint left"
   [ "$(cat /sys/module/ib_iser/refcnt)" = 0 ] || fail "step $step: module refcount $(cat /sys/module/ib_iser/refcnt)"
   log "step $step: $inj failures injected, $what"
+  [ "$inj" = 0 ] || log "$(hits "$step")"
 done
 log "$injected_total allocation failures injected over $nsteps steps; $failed_logins logins failed cleanly"
 [ "$injected_total" -gt 0 ] || fail "no allocation failure was ever injected: the test tested nothing"
