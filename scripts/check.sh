@@ -180,6 +180,10 @@ if [ "${KVER:-6.12}" = 6.12 ] && [ "${ISER_SKIP_KVER2:-0}" != 1 ]; then
     b2=$(mktemp -d); rc=0
     # A copy of the tree: the 6.12 ib_iser.ko in the work tree stays what the VM suite ran.
     git ls-files -z | xargs -0 cp --parents -t "$b2"
+    # A prepared tree has no Module.symvers: 7.x's modpost then fails on every symbol the
+    # module imports (6.12's only warned). The link against the kernel's exports is checked
+    # by the full build on the first series; here the compiler's and clippy's verdicts count.
+    [ -f "$k2/linux/Module.symvers" ] || export KBUILD_MODPOST_WARN=1
     KDIR=$k2/linux "$b2/scripts/kbuild.sh" modules >"$res/build-7.3.log" 2>&1 || rc=1
     [ $rc = 0 ] && grep -Eq 'warning:|error:' "$res/build-7.3.log" && rc=1
     [ $rc = 0 ] || grep -E -A8 'warning:|error:' "$res/build-7.3.log" | head -n 40
@@ -189,7 +193,7 @@ if [ "${KVER:-6.12}" = 6.12 ] && [ "${ISER_SKIP_KVER2:-0}" != 1 ]; then
     [ $rc = 0 ] && grep -Eq 'warning:|error:' "$res/clippy-7.3.log" && rc=1
     [ $rc = 0 ] || grep -E -A8 'warning:|error:' "$res/clippy-7.3.log" | head -n 40
     result "clippy clean against $(cat "$k2/kernel.release")" $rc
-    rm -rf "$b2"
+    rm -rf "$b2"; unset KBUILD_MODPOST_WARN
   else
     tail -n 20 "$res/kernel-7.3.log"; result "7.3 kernel available" 1
   fi
