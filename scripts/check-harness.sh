@@ -21,11 +21,14 @@ modinfo -F parm "$b/ib_iser.ko" | grep -q '^planted_fault:' || { echo "the test 
 shards=${ISER_VM_SHARDS:-2}
 pass=0 failn=0
 for k in $(seq 0 $((shards - 1))); do
-  VM_ENV="ISER_RESULTS=$res/vm$k TEST_TIMEOUT=${TEST_TIMEOUT:-900}" \
+  # The guest writes only below the tree it runs from (the copy, mounted read-write; the
+  # rest of the host is read-only there): results go to the copy, then here.
+  VM_ENV="ISER_RESULTS=$b/results/harness/vm$k TEST_TIMEOUT=${TEST_TIMEOUT:-900}" \
     "$b/scripts/vm-run" --no-build --timeout 5400 -- "$b/tests/vm/harness.sh" "$k/$shards" >"$res/vm$k.log" 2>&1 &
   sleep 5
 done
 wait
+cp -r "$b/results/harness/." "$res/" 2>/dev/null
 for k in $(seq 0 $((shards - 1))); do
   echo "-- VM $k"
   grep -E '^(ok|not ok|#|harness:|1\.\.)' "$res/vm$k.log"
