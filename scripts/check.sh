@@ -183,17 +183,17 @@ if [ "${KVER:-6.12}" = 6.12 ] && [ "${ISER_SKIP_KVER2:-0}" != 1 ]; then
     # A prepared tree has no Module.symvers: 7.x's modpost then fails on every symbol the
     # module imports (6.12's only warned). The link against the kernel's exports is checked
     # by the full build on the first series; here the compiler's and clippy's verdicts count.
-    [ -f "$k2/linux/Module.symvers" ] || export KBUILD_MODPOST_WARN=1
-    KDIR=$k2/linux "$b2/scripts/kbuild.sh" modules >"$res/build-7.3.log" 2>&1 || rc=1
+    mw=(); [ -f "$k2/linux/Module.symvers" ] || mw=(KBUILD_MODPOST_WARN=1)
+    env "${mw[@]}" KDIR="$k2/linux" "$b2/scripts/kbuild.sh" modules >"$res/build-7.3.log" 2>&1 || rc=1
     [ $rc = 0 ] && grep -Eq 'warning:|error:' "$res/build-7.3.log" && rc=1
     [ $rc = 0 ] || grep -E -A8 'warning:|error:' "$res/build-7.3.log" | head -n 40
     result "module builds against $(cat "$k2/kernel.release") with warnings as errors" $rc
     touch "$b2/rust/ib_iser.rs"
-    KDIR=$k2/linux "$b2/scripts/kbuild.sh" modules CLIPPY=1 >"$res/clippy-7.3.log" 2>&1; rc=$?
+    env "${mw[@]}" KDIR="$k2/linux" "$b2/scripts/kbuild.sh" modules CLIPPY=1 >"$res/clippy-7.3.log" 2>&1; rc=$?
     [ $rc = 0 ] && grep -Eq 'warning:|error:' "$res/clippy-7.3.log" && rc=1
     [ $rc = 0 ] || grep -E -A8 'warning:|error:' "$res/clippy-7.3.log" | head -n 40
     result "clippy clean against $(cat "$k2/kernel.release")" $rc
-    rm -rf "$b2"; unset KBUILD_MODPOST_WARN
+    rm -rf "$b2"
   else
     tail -n 20 "$res/kernel-7.3.log"; result "7.3 kernel available" 1
   fi

@@ -138,14 +138,11 @@ for line in "${lines[@]}"; do
     why+=("lockdep turned itself off during this test (a lock report)")
   fi
   if [ -w "$KMEMLEAK" ]; then
-    # One scan reports every unreferenced object older than kmemleak's minimum age (5 s at
-    # the scan's start): wait that long after the cleanup, so everything the test and its
-    # cleanup allocated is judged here.
-    left=$(( t_km + 6 - $(date +%s) )); [ $left -gt 0 ] && sleep $left
-    # Two scans: kmemleak greys, rather than reports, a white object whose contents changed
-    # since the previous scan (its checksum), and every object leaked since then has; only
-    # the second scan reports it. With one scan the planted leak per logout went unseen
-    # (make check-harness, 2026-12-04).
+    # kmemleak reports an unreferenced object only if it is older than its minimum age (5 s
+    # at the scan's start) and unchanged since the previous scan (a changed checksum greys
+    # it, and every object leaked since that scan has changed): wait 6 s after the cleanup,
+    # then scan twice, so everything the test and its cleanup leaked is judged here. With
+    # one scan the planted leak per logout went unseen (make check-harness, 2026-12-04).
     echo scan >"$KMEMLEAK"
     echo scan >"$KMEMLEAK"
     leaks=$(grep -c '^unreferenced object' "$KMEMLEAK")
