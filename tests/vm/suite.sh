@@ -122,6 +122,12 @@ for line in "${lines[@]}"; do
     why+=("no fault was injected, yet $conn_errs connection failures and $our_errs ib_iser error lines:")
     why+=("$(unexpected_conn_errors <"$RES/$name.test.dmesg" | head -n 3)")
     why+=("$(dmesg --level=emerg,alert,crit,err | grep 'ib_iser: ' | head -n 3)")
+    # What led to it: the kernel log before the first one (target and RDMA lines included),
+    # so that a failure seen only in CI's excerpt can be explained.
+    first=$(unexpected_conn_errors <"$RES/$name.test.dmesg" | head -n 1)
+    [ -z "$first" ] || why+=("kernel log before it:" \
+      "$(grep -vE 'iser-test: (logout|login) (begin|end)' "$RES/$name.test.dmesg" \
+         | grep -F -B 12 -A 3 -m 1 -- "$first" | cut -c1-200)")
   fi
   t_cl=$(date +%s)
   cl=$(cleanup)
