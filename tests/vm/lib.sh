@@ -154,6 +154,17 @@ lio_target_up() {
     if [ "${k#\?}" != "$k" ]; then k=${k#\?}; [ -e "$tpg/param/$k" ] || continue; fi
     printf %s "${kv#*=}" >"$tpg/param/$k" || { echo "LIO param $kv" >&2; return 1; }
   done
+  if [ -n "${LIO_NODE_ATTRIBS:-}" ]; then
+    # LIO_NODE_ATTRIBS="attr=value ...": node attributes of the initiator, which a dynamic
+    # (generated) ACL cannot have: an explicit ACL for our initiator name, LUN 0 mapped.
+    local ini acl
+    ini=$(initiator_name) || return 1
+    acl=$tpg/acls/$ini
+    mkdir -p "$acl/lun_0" && ln -s "$tpg/lun/lun_0" "$acl/lun_0/lun0" || { echo "LIO ACL $ini" >&2; return 1; }
+    for kv in $LIO_NODE_ATTRIBS; do
+      printf %s "${kv#*=}" >"$acl/attrib/${kv%%=*}" || { echo "LIO node attribute $kv" >&2; return 1; }
+    done
+  fi
   echo 1 >"$tpg/enable"
 }
 
@@ -268,10 +279,17 @@ iscsiadm() {
   esac
 }
 
-iscsid_start() {
-  mkdir -p /run/lock/iscsi /etc/iscsi
+# initiator_name: the initiator's iSCSI name (iscsid's), set to the rig's default if unset.
+initiator_name() {
+  mkdir -p /etc/iscsi
   grep -qs "^InitiatorName=" /etc/iscsi/initiatorname.iscsi ||
     echo "InitiatorName=iqn.2026-11.org.iser-rs.test:initiator" >/etc/iscsi/initiatorname.iscsi
+  sed -n 's/^InitiatorName=//p' /etc/iscsi/initiatorname.iscsi | head -n 1
+}
+
+iscsid_start() {
+  mkdir -p /run/lock/iscsi
+  initiator_name >/dev/null
   pgrep -x iscsid >/dev/null && return 0
   # setsid: on exit iscsid signals its own process group, which must not be ours.
   setsid iscsid -f >/tmp/iscsid.log 2>&1 &

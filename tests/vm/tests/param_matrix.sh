@@ -6,6 +6,13 @@
 # queue depth above cmds_max. What was negotiated is printed per cell. No connection failure
 # is allowed (the suite checks it: this test injects no fault), no I/O or verify error.
 #
+# The rig moves about 1 MiB/s, so a cell's 16 MiB of writes at QD 256 is some 15 s of data in
+# flight. Two timers of a real deployment's scale fire on that backlog without a fault: the
+# initiator's NOP-Out ping (the target answers it only after the transfers queued before it;
+# NOOP_TIMEOUT=30 in tests.list) and LIO's Data-Out timer (3 s from an R2T to its first
+# Data-Out; at ERL 0 the target then drops the connection: "Unable to recover from DataOut
+# timeout"), which tests.list raises to its maximum, 60 s (LIO_NODE_ATTRIBS).
+#
 # MATRIX=short (make check): the cells that stress the unsolicited Data-Out path and the
 # task pool's bounds; MATRIX=full (ISER_LONG, make check-long): InitialR2T x ImmediateData x
 # FirstBurstLength (8 KiB, 256 KiB, 16 MiB) x MaxRecvDataSegmentLength (512 B, 8 KiB,
