@@ -2016,7 +2016,12 @@ impl CmHandler for IserConn {
                         Some(i) if i.logging_out() => {
                             iser_info!("{}: target closed the connection (logout)\n", this.peer);
                         }
-                        Some(i) => fail(&this.stats, *i, crate::ffi::iscsi::err::CONN_FAILED),
+                        Some(i) => {
+                            // Said here: libiscsi logs only "detected conn error (1011)", the
+                            // same line as for a local failure.
+                            iser_err!("{}: the target closed the connection\n", this.peer);
+                            fail(&this.stats, *i, crate::ffi::iscsi::err::CONN_FAILED)
+                        }
                         None => iser_warn!("iscsi_iser connection isn't bound\n"),
                     }
                 }

@@ -155,13 +155,13 @@ lio_target_up() {
     printf %s "${kv#*=}" >"$tpg/param/$k" || { echo "LIO param $kv" >&2; return 1; }
   done
   if [ -n "${LIO_NODE_ATTRIBS:-}" ]; then
-    # LIO_NODE_ATTRIBS="attr=value ...": node attributes of the initiator, which a dynamic
+    # LIO_NODE_ATTRIBS="attr=value,...": node attributes of the initiator, which a dynamic
     # (generated) ACL cannot have: an explicit ACL for our initiator name, LUN 0 mapped.
     local ini acl
     ini=$(initiator_name) || return 1
     acl=$tpg/acls/$ini
     mkdir -p "$acl/lun_0" && ln -s "$tpg/lun/lun_0" "$acl/lun_0/lun0" || { echo "LIO ACL $ini" >&2; return 1; }
-    for kv in $LIO_NODE_ATTRIBS; do
+    for kv in ${LIO_NODE_ATTRIBS//,/ }; do
       printf %s "${kv#*=}" >"$acl/attrib/${kv%%=*}" || { echo "LIO node attribute $kv" >&2; return 1; }
     done
   fi

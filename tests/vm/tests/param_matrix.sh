@@ -11,7 +11,8 @@
 # initiator's NOP-Out ping (the target answers it only after the transfers queued before it;
 # NOOP_TIMEOUT=30 in tests.list) and LIO's Data-Out timer (3 s from an R2T to its first
 # Data-Out; at ERL 0 the target then drops the connection: "Unable to recover from DataOut
-# timeout"), which tests.list raises to its maximum, 60 s (LIO_NODE_ATTRIBS).
+# timeout"), which tests.list raises to its maximum, 60 s (LIO_NODE_ATTRIBS), with the time
+# LIO waits for the answer to its NOP-In (30 s), queued behind the same backlog.
 #
 # MATRIX=short (make check): the cells that stress the unsolicited Data-Out path and the
 # task pool's bounds; MATRIX=full (ISER_LONG, make check-long): InitialR2T x ImmediateData x
