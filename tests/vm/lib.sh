@@ -190,10 +190,25 @@ lio_target_down() {
   [ ! -d "$tpg" ]
 }
 
+# lio_luns N: LUNs 1 .. N-1 of tpgt_1 besides LUN 0, each on its own 8 MiB ramdisk backstore
+# (rd_mcp_1/lunK), after lio_target_up.
+lio_luns() {
+  local n=$1 k tpg=$CFS/iscsi/$IQN/tpgt_1 bs
+  modprobe target_core_mod || return 1
+  for k in $(seq 1 $((n - 1))); do
+    bs=$CFS/core/rd_mcp_1/lun$k
+    mkdir -p "$bs" && echo rd_pages=2048 >"$bs/control" && echo "iserrsserial$k" >"$bs/wwn/vpd_unit_serial" \
+      && echo 1 >"$bs/enable" || { echo "ramdisk backstore $k" >&2; return 1; }
+    mkdir -p "$tpg/lun/lun_$k" && ln -s "$bs" "$tpg/lun/lun_$k/lun${k}_link" || { echo "LUN $k" >&2; return 1; }
+  done
+}
+
 lio_teardown() {
   lio_target_down
   lio_targets_remove_all
   rmdir "$CFS/core/iblock_0/nullb0" "$CFS/core/iblock_0" 2>/dev/null
+  local d; for d in "$CFS"/core/rd_mcp_*/*/; do [ -d "$d" ] && rmdir "$d"; done 2>/dev/null
+  for d in "$CFS"/core/rd_mcp_*; do [ -d "$d" ] && rmdir "$d"; done 2>/dev/null
   dmsetup remove --noudevsync "$DM_DELAY" 2>/dev/null
   rmdir /sys/kernel/config/nullb/nullb0 2>/dev/null
   return 0
@@ -425,6 +440,165 @@ unexpected_conn_errors() {
   awk -v re="$CONN_ERR_RE" '/iser-test: logout begin/ { inl = 1; next }
     /iser-test: logout end/ { inl = 0; next }
     !inl && $0 ~ re'
+}
+
+# --- Two paths and dm-multipath (issue 21) ------------------------------------------------------
+# Path A is the rig's usual one ($IP on the virtio NIC, rxe0, LIO tpgt_1); path B is $IP_B on a
+# dummy netdev with its own soft-RoCE device (rxe1) and LIO target portal group (tpgt_2),
+# exporting the same backstore as LUN 0: two iSCSI sessions, two SCSI disks, one LUN.
+IP_B=${IP_B:-10.78.0.1}
+NETDEV_B=iserb0
+RXE_B=rxe1
+
+path_b_up() {
+  [ -e /sys/class/net/$NETDEV_B ] || ip link add "$NETDEV_B" type dummy || return 1
+  ip link set "$NETDEV_B" up
+  ip addr show dev "$NETDEV_B" | grep -q "inet $IP_B/" || ip addr add "$IP_B/24" dev "$NETDEV_B" || return 1
+  [ -d /sys/class/infiniband/$RXE_B ] || rdma link add "$RXE_B" type rxe netdev "$NETDEV_B" || return 1
+  local gid i; gid="ffff:$(printf '%02x%02x:%02x%02x' ${IP_B//./ })"
+  for i in $(seq 100); do
+    grep -qs "$gid" /sys/class/infiniband/$RXE_B/ports/1/gids/* && return 0
+    sleep 0.1
+  done
+  echo "GID of $IP_B did not appear on $RXE_B" >&2; return 1
+}
+
+path_b_down() {
+  [ -d /sys/class/infiniband/$RXE_B ] && rdma link delete "$RXE_B"
+  [ -e /sys/class/net/$NETDEV_B ] && ip link del "$NETDEV_B"
+  return 0
+}
+
+# lio_target2_up: target portal group 2 of $IQN, an iSER portal on $IP_B, LUN 0 on the same
+# backstore as tpgt_1 (lio_target_up first).
+lio_target2_up() {
+  local tpg=$CFS/iscsi/$IQN/tpgt_2 bs=$CFS/core/iblock_0/nullb0
+  mkdir -p "$tpg/lun/lun_0" && ln -s "$bs" "$tpg/lun/lun_0/lun0_link" || return 1
+  mkdir "$tpg/np/$IP_B:$PORT" && echo 1 >"$tpg/np/$IP_B:$PORT/iser" || return 1
+  echo 0 >"$tpg/attrib/authentication"
+  echo 1 >"$tpg/attrib/generate_node_acls"
+  echo 1 >"$tpg/attrib/cache_dynamic_acls"
+  echo 0 >"$tpg/attrib/demo_mode_write_protect"
+  echo 1 >"$tpg/enable"
+}
+
+# lio_tpg_enable N 0|1: disables (every session through it is dropped, logins are refused)
+# or enables target portal group N: a path failure on the target's side.
+lio_tpg_enable() { echo "$2" >"$CFS/iscsi/$IQN/tpgt_$1/enable"; }
+
+# mp_start: udevd (multipathd learns of SCSI disks only through udev's database and events)
+# with only the block-device rules multipath needs, then multipathd with MP_CONF, or the
+# rig's iSER configuration: every LIO LUN, both paths in one round-robin group (both carry
+# I/O), path checks every second, queueing for NO_PATH_RETRY (5) checks once every path is
+# down, then I/O errors; fast_io_fail_tmo, which multipathd writes into the iSCSI sessions'
+# recovery_tmo (the replacement timeout), FAST_IO_FAIL (10) s.
+MP_RULES="50-udev-default.rules 55-dm.rules 55-scsi-sg3_id.rules 56-dm-mpath.rules 58-scsi-sg3_symlink.rules 60-block.rules 60-persistent-storage.rules 60-persistent-storage-dm.rules 60-multipath.rules 95-dm-notify.rules"
+mp_start() {
+  modprobe -a dm_multipath dm_round_robin scsi_dh_alua || return 1
+  mkdir -p /etc/udev/rules.d /etc/multipath /run/udev
+  local f
+  # Every other rule is masked: none may rename NICs or RDMA devices, load modules (ib_iser
+  # among them) or run iSCSI scripts in the rig.
+  for f in /lib/udev/rules.d/*.rules; do
+    f=${f##*/}
+    [[ " $MP_RULES " == *" $f "* ]] || ln -sfn /dev/null "/etc/udev/rules.d/$f"
+  done
+  cat >/etc/multipath.conf <<MPCONF
+defaults {
+    user_friendly_names  no
+    find_multipaths      no
+    polling_interval     1
+    max_polling_interval 1
+    no_path_retry        ${NO_PATH_RETRY:-5}
+    fast_io_fail_tmo     ${FAST_IO_FAIL:-10}
+    queue_without_daemon no
+    skip_kpartx          yes
+}
+blacklist {
+    device { vendor ".*" product ".*" }
+}
+blacklist_exceptions {
+    device { vendor "LIO-ORG" product ".*" }
+}
+devices {
+    device {
+        vendor               "LIO-ORG"
+        product              ".*"
+        path_grouping_policy ${MP_POLICY:-multibus}
+        path_selector        "round-robin 0"
+        path_checker         tur
+        prio                 const
+        detect_prio          no
+        failback             immediate
+        no_path_retry        ${NO_PATH_RETRY:-5}
+    }
+}
+MPCONF
+  pgrep -x systemd-udevd >/dev/null || /lib/systemd/systemd-udevd --daemon --resolve-names=never || return 1
+  udevadm trigger --action=add --subsystem-match=block && udevadm settle --timeout=60
+  pgrep -x multipathd >/dev/null && return 0
+  multipathd -d -s >/tmp/multipathd.log 2>&1 &
+  local i; for i in $(seq 100); do multipathd show daemon >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "multipathd did not start: $(tail -n 5 /tmp/multipathd.log)" >&2; return 1
+}
+
+# mp_stop: multipathd gone, every multipath map flushed, udevd gone.
+mp_stop() {
+  multipathd shutdown >/dev/null 2>&1
+  local i; for i in $(seq 50); do pgrep -x multipathd >/dev/null || break; sleep 0.2; done
+  pkill -9 -x multipathd 2>/dev/null
+  # A map with no path left may hold queued I/O: fail it, so that the map can go.
+  local m
+  for m in $(dmsetup ls --target multipath 2>/dev/null | awk '$1 != "No" { print $1 }'); do
+    dmsetup message "$m" 0 fail_if_no_path >/dev/null 2>&1
+  done
+  multipath -F >/dev/null 2>&1
+  for m in $(dmsetup ls --target multipath 2>/dev/null | awk '$1 != "No" { print $1 }'); do
+    dmsetup remove --noudevsync "$m" >/dev/null 2>&1
+  done
+  local rc=0
+  dmsetup ls --target multipath 2>/dev/null | grep -qv '^No devices' && { echo "multipath maps left: $(dmsetup ls --target multipath)" >&2; rc=1; }
+  if pgrep -x systemd-udevd >/dev/null; then
+    udevadm control --exit 2>/dev/null
+    for i in $(seq 50); do pgrep -x systemd-udevd >/dev/null || break; sleep 0.2; done
+    pkill -9 -x systemd-udevd 2>/dev/null
+  fi
+  rm -f /run/udev/control
+  [ ! -e /tmp/multipathd.log ] || mv /tmp/multipathd.log "${ISER_RESULTS:-/tmp}/multipathd.log" 2>/dev/null || rm -f /tmp/multipathd.log
+  return $rc
+}
+
+# mp_map: the multipath map's dm device (dm-N), once it has N (default 2) active paths,
+# waiting up to T (120) s.
+mp_map() {
+  local want=${1:-2} tmo=${2:-120} i m
+  for i in $(seq $((tmo * 2))); do
+    m=$(multipathd show maps raw format "%d %N" 2>/dev/null | awk -v n="$want" '$2 == n { print $1; exit }')
+    [ -n "$m" ] && { echo "$m"; return 0; }
+    sleep 0.5
+  done
+  echo "no multipath map with $want active paths after $tmo s: $(multipathd show maps raw format '%n %d %N' 2>&1; multipathd show paths raw format '%d %t %T' 2>&1)" >&2
+  return 1
+}
+
+# mp_paths: "sdX dm_state checker_state" per path.
+mp_paths() { multipathd show paths raw format "%d %t %T" 2>/dev/null; }
+
+# mp_wait_paths STATE_RE N T: waits up to T s until N paths match "dev STATE_RE".
+mp_wait_paths() {
+  local re=$1 n=$2 tmo=${3:-120} i
+  for i in $(seq $((tmo * 2))); do
+    [ "$(mp_paths | grep -cE "^[^ ]+ $re\$")" -ge "$n" ] && return 0
+    sleep 0.5
+  done
+  echo "not $n paths '$re' after $tmo s: $(mp_paths | tr '\n' ';')" >&2; return 1
+}
+
+# session_disk PORTAL: the SCSI disk (sdX) of the session logged in through PORTAL (ip:port).
+session_disk() {
+  iscsiadm -m session -P 3 2>/dev/null | awk -v p="$1" '
+    /Current Portal:/ { cur = ($3 ~ "^" p) }
+    cur && /Attached scsi disk/ { print $4; exit }'
 }
 
 # --- fio --------------------------------------------------------------------------------------

@@ -70,22 +70,35 @@ else printf '#   %s\n' "${why[@]}"; echo "not ok 1 kernel_boot_log_clean_detecto
 # Each step runs only when there is something to undo (every exec costs about a second in
 # the debug VM; the checks are builtins).
 have() { compgen -G "$1" >/dev/null; }
+# mp_maps_left: a multipath map exists (builtins only).
+mp_maps_left() {
+  local f u
+  for f in /sys/block/dm-*/dm/uuid; do
+    [ -e "$f" ] && read -r u <"$f" && [[ $u == mpath-* ]] && return 0
+  done
+  return 1
+}
 cleanup() {
   : >/tmp/fio_loop.stop
   local n
   for n in /sys/class/net/*; do
     [ -e "$n/device" ] && [ "$(<"$n/operstate")" = down ] && ip link set "${n##*/}" up >/dev/null 2>&1
   done
+  # multipathd and udevd (lib.sh mp_start) leave these behind while they run.
+  if [ -e /tmp/multipathd.log ] || [ -e /run/udev/control ] || mp_maps_left; then
+    mp_stop >/dev/null 2>&1
+  fi
   if have '/sys/class/iscsi_session/session*'; then
     { iscsid_start; marked timeout 120 iscsiadm -m node --logoutall=all; } >/dev/null 2>&1
   fi
   pkill -x iscsid >/dev/null 2>&1 && iscsid_stop >/dev/null 2>&1
   iser_loaded && { unload_initiator >/dev/null 2>&1 || echo "rmmod ib_iser failed: $(rmmod ib_iser 2>&1)"; }
-  if have "$CFS/iscsi/iqn.*" || have "$CFS/core/iblock_*" || have /sys/kernel/config/nullb/nullb0; then
+  if have "$CFS/iscsi/iqn.*" || have "$CFS/core/iblock_*" || have "$CFS/core/rd_mcp_*" || have /sys/kernel/config/nullb/nullb0; then
     lio_teardown >/dev/null 2>&1
   fi
   [ -d /run/tgtd ] && tgt_teardown >/dev/null 2>&1
   have '/sys/class/infiniband/*' && rdma_down >/dev/null 2>&1
+  [ -e "/sys/class/net/$NETDEV_B" ] && ip link del "$NETDEV_B" >/dev/null 2>&1
   rm -f /tmp/fio_loop.stop
   # What must be gone now.
   local left=()
@@ -94,6 +107,8 @@ cleanup() {
   have '/sys/class/iscsi_endpoint/*' && left+=("iSCSI endpoints: $(compgen -G '/sys/class/iscsi_endpoint/*')")
   have "$CFS/iscsi/iqn.*" && left+=("LIO targets: $(compgen -G "$CFS/iscsi/iqn.*" | head -n 3)")
   have '/sys/class/infiniband/*' && left+=("RDMA devices: $(compgen -G '/sys/class/infiniband/*')")
+  [ -e /tmp/multipathd.log ] && left+=("multipathd running")
+  mp_maps_left && left+=("multipath maps")
   [ ${#left[@]} = 0 ] || printf 'cleanup left: %s\n' "${left[@]}"
 }
 
