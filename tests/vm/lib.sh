@@ -351,12 +351,16 @@ iser_login() {
       -n 'node.conn[0].timeo.noop_out_timeout' -v "$noop" >&2 || return 1
   fi
   iscsiadm -m node -T "$IQN" -p "$portal" -I iser --login >&2 || return 1
-  for i in $(seq 150); do
+  # Bounded in time, not in tries: one `iscsiadm -P 3` took seconds in a loaded debug VM
+  # (a 150-try loop once waited 10 minutes).
+  local end=$((SECONDS + 30))
+  while [ $SECONDS -lt $end ]; do
     dev=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
     [ -n "$dev" ] && [ -b "/dev/$dev" ] && { echo "$dev"; return 0; }
     sleep 0.1
   done
-  echo "no disk appeared after login" >&2; return 1
+  echo "no disk appeared after login; sessions: $(iscsiadm -m session -P 3 2>&1 | grep -E 'Current Portal|iSCSI Session State|Internal iscsid|Host Number|scsi disk' | tr -s ' \t' ' ' | tr '\n' ';'); sysfs: $(ls -d /sys/class/iscsi_session/*/device/target*/*/block/* 2>&1 | tr "\n" " "); /dev: $(ls -l /dev/sd* 2>&1 | tr "\n" " ")" >&2
+  return 1
 }
 
 iser_logout() {
