@@ -186,6 +186,17 @@ for line in "${lines[@]}"; do
   secs=$(( $(date +%s) - start ))
   dmesg >"$RES/$name.test.dmesg"
   why=()
+  if [ $rc != 0 ] && [ $rc != "$KSFT_SKIP" ]; then
+    # A failed or timed-out test: where iscsid and the I/O tools are (a blocked iscsid makes
+    # every iscsiadm call slow), before the cleanup changes it.
+    for p in /proc/[0-9]*; do
+      read -r c 2>/dev/null <"$p/comm" || continue
+      case $c in iscsid|iscsiadm|fio|multipathd|systemd-udevd|dd|sg_reset) ;; *) continue ;; esac
+      echo "== ${p#/proc/} $c state $(awk '/^State:/ { print $2 }' "$p/status") wchan $(cat "$p/wchan" 2>/dev/null)"
+      cat "$p/stack" 2>/dev/null
+    done >"$RES/$name.procs"
+    [ -s "$RES/$name.procs" ] && why+=("processes at the end (all in $name.procs):" "$(grep '^==' "$RES/$name.procs" | head -n 8)")
+  fi
   {
   sed 's/^/# /' "$RES/$name.log"
   # Errors the test met, before its cleanup: a test that injects no fault must see none.
