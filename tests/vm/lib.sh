@@ -519,10 +519,16 @@ defaults {
     skip_kpartx          yes
 }
 blacklist {
-    device { vendor ".*" product ".*" }
+    device {
+        vendor  ".*"
+        product ".*"
+    }
 }
 blacklist_exceptions {
-    device { vendor "LIO-ORG" product ".*" }
+    device {
+        vendor  "LIO-ORG"
+        product ".*"
+    }
 }
 devices {
     device {
@@ -540,6 +546,11 @@ devices {
 MPCONF
   pgrep -x systemd-udevd >/dev/null || /lib/systemd/systemd-udevd --daemon --resolve-names=never || return 1
   udevadm trigger --action=add --subsystem-match=block && udevadm settle --timeout=60
+  # multipath's parser takes one keyword per line ("device { vendor ... }" on one line made
+  # it drop the rest of the file): refuse a configuration it complains about.
+  if multipath -t 2>&1 >/dev/null | grep -E 'invalid keyword|ignoring extra data' >&2; then
+    echo "multipath.conf not accepted" >&2; return 1
+  fi
   pgrep -x multipathd >/dev/null && return 0
   multipathd -d -s >/tmp/multipathd.log 2>&1 &
   local i; for i in $(seq 100); do multipathd show daemon >/dev/null 2>&1 && return 0; sleep 0.2; done

@@ -34,6 +34,7 @@ for i in $(seq 150); do
   da=$(session_disk "$IP:$PORT") db=$(session_disk "$IP_B:$PORT")
   [ -n "$da" ] && [ -n "$db" ] && break; sleep 0.2
 done
+log "disks: path A '$da', path B '$db'"
 udevadm settle --timeout=60
 [ -n "$da" ] && [ -n "$db" ] && [ "$da" != "$db" ] || fail "two disks expected, path A '$da', path B '$db'"
 [ "$(cat /sys/block/$da/device/wwid)" = "$(cat /sys/block/$db/device/wwid)" ] || fail "the two disks are not one LUN"
