@@ -69,18 +69,22 @@ net_up() {
 
 # rdma_up rxe|siw: creates <kind>0 on the NIC and waits for the IPv4-mapped GID (RoCE).
 rdma_up() {
-  local kind=${1:-rxe} ifc dev=${1:-rxe}0 i
+  local kind=${1:-rxe} ifc dev=${1:-rxe}0
   ifc=$(net_up) || return 1
   modprobe "rdma_$kind" 2>/dev/null || modprobe "$kind" || return 1
   [ -d /sys/class/infiniband/$dev ] || rdma link add "$dev" type "$kind" netdev "$ifc" || return 1
-  if [ "$kind" = rxe ]; then
-    local gid; gid="ffff:$(printf '%02x%02x:%02x%02x' ${IP//./ })"
-    for i in $(seq 100); do
-      grep -qs "$gid" /sys/class/infiniband/$dev/ports/1/gids/* && return 0
-      sleep 0.1
-    done
-    echo "GID of $IP did not appear on $dev" >&2; return 1
-  fi
+  if [ "$kind" = rxe ]; then wait_gid "$dev" "$IP" || return 1; fi
+}
+
+# wait_gid DEV IPV4: waits (10 s) for the IPv4-mapped GID of IPV4 on RDMA device DEV (RoCE).
+wait_gid() {
+  local dev=$1 ip=$2 gid i
+  gid="ffff:$(printf '%02x%02x:%02x%02x' ${ip//./ })"
+  for i in $(seq 100); do
+    grep -qs "$gid" /sys/class/infiniband/$dev/ports/1/gids/* && return 0
+    sleep 0.1
+  done
+  echo "GID of $ip did not appear on $dev" >&2; return 1
 }
 
 rdma_down() {
@@ -459,12 +463,7 @@ path_b_up() {
   ip link set "$NETDEV_B" up
   ip addr show dev "$NETDEV_B" | grep -q "inet $IP_B/" || ip addr add "$IP_B/24" dev "$NETDEV_B" || return 1
   [ -d /sys/class/infiniband/$RXE_B ] || rdma link add "$RXE_B" type rxe netdev "$NETDEV_B" || return 1
-  local gid i; gid="ffff:$(printf '%02x%02x:%02x%02x' ${IP_B//./ })"
-  for i in $(seq 100); do
-    grep -qs "$gid" /sys/class/infiniband/$RXE_B/ports/1/gids/* && return 0
-    sleep 0.1
-  done
-  echo "GID of $IP_B did not appear on $RXE_B" >&2; return 1
+  wait_gid "$RXE_B" "$IP_B"
 }
 
 path_b_down() {
