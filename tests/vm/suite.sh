@@ -133,6 +133,20 @@ kmemleak_scan() {
 
 # verdict: prints the pending test (p_*: its output, why it failed) with the leaks the last
 # scan found, its KTAP result, then what was queued behind it; counts it.
+# rdma_counters: one line per RDMA device with a non-zero retry or RNR counter.
+rdma_counters() {
+  local d c v line
+  for d in /sys/class/infiniband/*/ports/1/hw_counters; do
+    [ -d "$d" ] || continue
+    line=
+    for c in rcvd_rnr_err send_rnr_err retry_rnr_exceeded_err retry_exceeded_err completer_retry_err rcvd_seq_err duplicate_request out_of_seq_request; do
+      v=$(cat "$d/$c" 2>/dev/null) || continue
+      [ "${v:-0}" = 0 ] || line+=" $c=$v"
+    done
+    [ -z "$line" ] || echo "# rdma $(basename "$(dirname "$(dirname "$(dirname "$d")")")"):$line"
+  done
+}
+
 p_name= p_after=() leaks=0
 verdict() {
   if [ -n "$p_name" ]; then
@@ -199,6 +213,10 @@ for line in "${lines[@]}"; do
   fi
   {
   sed 's/^/# /' "$RES/$name.log"
+  # Retransmissions and receiver-not-ready NAKs of the soft-RDMA devices the test left up
+  # (before the cleanup deletes them): a target out of receive buffers shows here as
+  # send_rnr_err / rcvd_rnr_err, each costing the sender a back-off (655 ms by default).
+  rdma_counters
   # Errors the test met, before its cleanup: a test that injects no fault must see none.
   conn_errs=$(unexpected_conn_errors <"$RES/$name.test.dmesg" | wc -l)
   our_errs=$(dmesg --level=emerg,alert,crit,err | grep -c 'ib_iser: ')
