@@ -131,22 +131,23 @@ kmemleak_scan() {
   km_secs=$(( $(date +%s) - t0 ))
 }
 
-# verdict: prints the pending test (p_*: its output, why it failed) with the leaks the last
-# scan found, its KTAP result, then what was queued behind it; counts it.
-# rdma_counters: one line per RDMA device with a non-zero retry or RNR counter.
+# rdma_counters: one line per RDMA device with a non-zero retry or RNR counter (builtins
+# only: every exec costs about a second in the debug VM).
 rdma_counters() {
-  local d c v line
+  local d c v line dev
   for d in /sys/class/infiniband/*/ports/1/hw_counters; do
     [ -d "$d" ] || continue
-    line=
+    line= dev=${d#/sys/class/infiniband/}; dev=${dev%%/*}
     for c in rcvd_rnr_err send_rnr_err retry_rnr_exceeded_err retry_exceeded_err completer_retry_err rcvd_seq_err duplicate_request out_of_seq_request; do
-      v=$(cat "$d/$c" 2>/dev/null) || continue
+      v=0; read -r v 2>/dev/null <"$d/$c"
       [ "${v:-0}" = 0 ] || line+=" $c=$v"
     done
-    [ -z "$line" ] || echo "# rdma $(basename "$(dirname "$(dirname "$(dirname "$d")")")"):$line"
+    [ -z "$line" ] || echo "# rdma $dev:$line"
   done
 }
 
+# verdict: prints the pending test (p_*: its output, why it failed) with the leaks the last
+# scan found, its KTAP result, then what was queued behind it; counts it.
 p_name= p_after=() leaks=0
 verdict() {
   if [ -n "$p_name" ]; then
