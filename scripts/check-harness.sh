@@ -24,7 +24,7 @@ for k in $(seq 0 $((shards - 1))); do
   # The guest writes only below the tree it runs from (the copy, mounted read-write; the
   # rest of the host is read-only there): results go to the copy, then here.
   VM_ENV="ISER_RESULTS=$b/results/harness/vm$k TEST_TIMEOUT=${TEST_TIMEOUT:-900}" \
-    "$b/scripts/vm-run" --no-build --timeout 5400 -- "$b/tests/vm/harness.sh" "$k/$shards" >"$res/vm$k.log" 2>&1 &
+    "$b/scripts/vm-run" --no-build --mem "${ISER_VM_MEM:-2G}" --timeout 5400 -- "$b/tests/vm/harness.sh" "$k/$shards" >"$res/vm$k.log" 2>&1 &
   sleep 5
 done
 wait

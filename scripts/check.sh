@@ -128,10 +128,13 @@ if [ "${ISER_SKIP_VM:-0}" != 1 ]; then
   # A whole shard must fit in one VM boot: vm-run's default limit (30 min) is too short for a
   # shard of make check (~20 min, more on a slow machine) and far too short for check-long.
   vm_timeout=${ISER_VM_TIMEOUT:-$([ -n "${ISER_LONG:-}" ] && echo 14400 || echo 5400)}
-  echo "== VM suite (scripts/vm-run -- tests/vm/suite.sh, $shards VMs)"
+  # ISER_VM_MEM (default 2G): each kmemleak scan (one per test) takes time in proportion to
+  # the guest's memory (KASAN's shadow and the page array are scanned too): 24 s at 3G, 14 s
+  # at 1.5G in the debug VM (2026-12-04); the tests need a few hundred MiB.
+  echo "== VM suite (scripts/vm-run -- tests/vm/suite.sh, $shards VMs of ${ISER_VM_MEM:-2G})"
   for k in $(seq 0 $((shards - 1))); do
     ISER_RESULTS=$res/vm$k VM_ENV="ISER_RESULTS=$res/vm$k ISER_SHARD=$k/$shards ISER_LOGIN_CYCLES=${ISER_LOGIN_CYCLES:-10} ISER_LONG=${ISER_LONG:-} TEST_TIMEOUT=${TEST_TIMEOUT:-900}" \
-      scripts/vm-run --no-build --timeout "$vm_timeout" -- tests/vm/suite.sh "${ISER_VM_TESTS:-.}" >"$res/vm$k.log" 2>&1 &
+      scripts/vm-run --no-build --mem "${ISER_VM_MEM:-2G}" --timeout "$vm_timeout" -- tests/vm/suite.sh "${ISER_VM_TESTS:-.}" >"$res/vm$k.log" 2>&1 &
     # Stagger the boots a little (both read the same kernel and root at start).
     sleep 5
   done
