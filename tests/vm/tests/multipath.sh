@@ -42,8 +42,22 @@ dm=$(mp_map 2 120) || fail "multipath map"
 log "map $dm ($(cat /sys/block/$dm/dm/name)): path A $da, path B $db; $(mp_paths | tr '\n' ';')"
 log "recovery_tmo set by multipathd: $(cat /sys/class/iscsi_session/session*/recovery_tmo | tr '\n' ' ')"
 
-# ios DEV: reads + writes the disk completed so far.
-ios() { awk '{ print $1 + $5 }' "/sys/block/$1/stat"; }
+# ios DEV: reads + writes the disk completed so far (builtins: an exec costs about a second).
+ios() { local r x w; read -r r x x x w x <"/sys/block/$1/stat"; echo $((r + w)); }
+# both_carry_io SECONDS: waits until each path's disk has completed more I/O than when
+# called. The verified I/O runs as a loop of fio jobs with seconds between them (fio's start,
+# the JSON check), and multipathd reloads the map when it reinstates a path: a fixed window
+# saw neither disk move (2026-12-04).
+both_carry_io() {
+  local a0 b0 end=$((SECONDS + $1))
+  a0=$(ios "$da") b0=$(ios "$db")
+  while [ $SECONDS -lt $end ]; do
+    [ "$(ios "$da")" -gt "$a0" ] && [ "$(ios "$db")" -gt "$b0" ] && return 0
+    sleep 1
+  done
+  echo "$da $a0 -> $(ios "$da"), $db $b0 -> $(ios "$db") in $1 s"
+  return 1
+}
 # path_of KIND: the disk that KIND fails.
 path_of() { [ "$1" = tpg_a ] && echo "$da" || echo "$db"; }
 
@@ -74,10 +88,7 @@ for r in $(seq "$ROUNDS"); do
     mp_wait_paths "active ready" 2 120 || fail "round $r, $kind: path not reinstated"
     [ "$(conn_failures)" -gt "$c0" ] || fail "round $r, $kind: no connection failure was reported"
     # Failback: both paths carry I/O again.
-    a0=$(ios "$da") b0=$(ios "$db")
-    sleep 5
-    [ "$(ios "$da")" -gt "$a0" ] && [ "$(ios "$db")" -gt "$b0" ] \
-      || fail "round $r, $kind: after reinstatement not both paths carry I/O ($da $a0 -> $(ios "$da"), $db $b0 -> $(ios "$db"))"
+    moved=$(both_carry_io 90) || fail "round $r, $kind: after reinstatement not both paths carry I/O ($moved)"
     log "round $r, $kind: $victim failed, the application saw no error; reinstated after $(( $(date +%s) - t0 )) s, both paths carry I/O"
   done
 done
