@@ -21,6 +21,8 @@ PKGS=(
   # iSCSI initiator + targets, RDMA userspace, I/O tools
   open-iscsi targetcli-fb tgt dmsetup rdma-core ibverbs-utils ibverbs-providers perftest
   fio sg3-utils iproute2 util-linux procps
+  # the VM tests read fio's JSON with jq (a Python start costs seconds in the debug VM)
+  jq
   # multipath tests and bench (issue 21): multipathd in the guest over dm-multipath
   multipath-tools
   # the adversarial iSER target in the VM (issue 20): rdma-core's Python binding

@@ -25,8 +25,8 @@ fio --name=verify --filename="/dev/$dev" --direct=1 --ioengine=libaio --rw=randw
   --bsrange=4k-1m --iodepth=16 --size=${SIZE}M --verify=crc32c --verify_backlog=512 --do_verify=1 \
   --verify_fatal=1 --verify_state_save=0 --output-format=json --output="$ISER_RESULTS/rig_fio_$IMPL.json" \
   || fail "fio write+verify failed"
-errs=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["jobs"][0]["error"])' "$ISER_RESULTS/rig_fio_$IMPL.json")
-wr=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); w=j["jobs"][0]["write"]; print("%d IOPS %.1f MiB/s" % (w["iops"], w["bw"]/1024))' "$ISER_RESULTS/rig_fio_$IMPL.json")
+read -r errs iops mibs < <(jq -r '.jobs[0] | "\(.error) \(.write.iops | floor) \(.write.bw / 1024)"' "$ISER_RESULTS/rig_fio_$IMPL.json")
+wr=$(printf '%d IOPS %.1f MiB/s' "$iops" "$mibs")
 log "fio randwrite 4k-1m + verify $SIZE MiB: $wr, error=$errs"
 [ "$errs" = 0 ] || fail "fio reported error $errs"
 iser_logout || fail "logout"
