@@ -210,8 +210,13 @@ lio_luns() {
 lio_teardown() {
   lio_target_down
   lio_targets_remove_all
+  # ALUA target port groups a test made (their LUNs are gone with the targets).
+  local d
+  for d in "$CFS"/core/*/*/alua/*/; do
+    case $d in */default_tg_pt_gp/) ;; *) [ -d "$d" ] && rmdir "$d" ;; esac
+  done 2>/dev/null
   rmdir "$CFS/core/iblock_0/nullb0" "$CFS/core/iblock_0" 2>/dev/null
-  local d; for d in "$CFS"/core/rd_mcp_*/*/; do [ -d "$d" ] && rmdir "$d"; done 2>/dev/null
+  for d in "$CFS"/core/rd_mcp_*/*/; do [ -d "$d" ] && rmdir "$d"; done 2>/dev/null
   for d in "$CFS"/core/rd_mcp_*; do [ -d "$d" ] && rmdir "$d"; done 2>/dev/null
   dmsetup remove --noudevsync "$DM_DELAY" 2>/dev/null
   rmdir /sys/kernel/config/nullb/nullb0 2>/dev/null
@@ -536,8 +541,7 @@ devices {
         path_grouping_policy ${MP_POLICY:-multibus}
         path_selector        "round-robin 0"
         path_checker         tur
-        prio                 const
-        detect_prio          no
+$(mp_prio_conf)
         failback             immediate
         no_path_retry        ${NO_PATH_RETRY:-5}
     }
@@ -554,6 +558,17 @@ MPCONF
   multipathd -d -s >/tmp/multipathd.log 2>&1 &
   local i; for i in $(seq 100); do multipathd show daemon >/dev/null 2>&1 && return 0; sleep 0.2; done
   echo "multipathd did not start: $(tail -n 5 /tmp/multipathd.log)" >&2; return 1
+}
+
+# mp_prio_conf: the path priority lines of multipath.conf. MP_PRIO=alua: priorities from the
+# target's ALUA states through scsi_dh_alua (with MP_POLICY=group_by_prio, the
+# active/optimized paths form the group that carries I/O); else every path alike.
+mp_prio_conf() {
+  if [ "${MP_PRIO:-const}" = alua ]; then
+    printf '        %s\n' 'hardware_handler     "1 alua"' 'prio                 alua' 'detect_prio          no'
+  else
+    printf '        %s\n' 'prio                 const' 'detect_prio          no'
+  fi
 }
 
 # mp_stop: multipathd gone, every multipath map flushed, udevd gone.

@@ -1,0 +1,106 @@
+#!/bin/bash
+# ALUA under dm-multipath (issue 21): the two iSER paths of multipath.sh (path A: $IP on rxe0,
+# LIO tpgt_1; path B: $IP_B on rxe1, tpgt_2), each LIO portal group's LUN in its own ALUA
+# target port group (pg_a, pg_b). multipathd groups the paths by their ALUA priority
+# (scsi_dh_alua, `prio alua`, group_by_prio), so only the active/optimized path carries I/O.
+# During verified I/O on the map, the target switches the states SWITCHES (4; make check-long
+# 12) times, alternating:
+#   pg_a active/optimized, pg_b active/non-optimized  ->  pg_a standby, pg_b active/optimized
+#   and back (pg_a active/optimized, pg_b standby)
+# (nvme-rdma's ANA failover tests are the analogue). After each switch the I/O must move to
+# the newly optimized path (its disk completes I/O, the other's stays still), and the
+# application must see no error. Commands that reach the standby port fail with "LOGICAL UNIT
+# NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE" and are retried on the other path: no
+# connection fails.
+. "$(dirname "$0")/../lib.sh"
+SWITCHES=${SWITCHES:-$([ -n "${ISER_LONG:-}" ] && echo 12 || echo 4)}
+export MP_PRIO=alua MP_POLICY=group_by_prio
+rdma_up rxe || fail "rxe"
+path_b_up || fail "path B ($RXE_B on $NETDEV_B)"
+lio_backstore 256 || fail "LIO backstore"
+lio_target_up || fail "LIO tpgt_1"
+lio_target2_up || fail "LIO tpgt_2"
+# The ALUA target port groups: implicit ALUA (the target changes states; the initiator
+# learns them from REPORT TARGET PORT GROUPS after a unit attention).
+alua=$CFS/core/iblock_0/nullb0/alua
+# state G S: sets target port group G's ALUA access state (0 active/optimized,
+# 1 active/non-optimized, 2 standby).
+state() { echo "$2" >"$alua/$1/alua_access_state" || fail "ALUA state $2 for $1"; }
+mkdir -p "$alua/pg_a" "$alua/pg_b" || fail "ALUA target port groups"
+echo 11 >"$alua/pg_a/tg_pt_gp_id" && echo 12 >"$alua/pg_b/tg_pt_gp_id" || fail "ALUA group ids"
+echo 1 >"$alua/pg_a/alua_access_type" && echo 1 >"$alua/pg_b/alua_access_type" || fail "implicit ALUA"
+echo pg_a >"$CFS/iscsi/$IQN/tpgt_1/lun/lun_0/alua_tg_pt_gp" || fail "LUN of tpgt_1 into pg_a"
+echo pg_b >"$CFS/iscsi/$IQN/tpgt_2/lun/lun_0/alua_tg_pt_gp" || fail "LUN of tpgt_2 into pg_b"
+state pg_a 0; state pg_b 1
+load_initiator "${ISER_IMPL:-rs}" || fail "load"
+iscsid_start
+mp_start || fail "udevd and multipathd"
+iser_login "$IP:$PORT" >/dev/null || fail "login, path A"
+iser_login "$IP_B:$PORT" >/dev/null || fail "login, path B"
+for i in $(seq 150); do
+  da=$(session_disk "$IP:$PORT") db=$(session_disk "$IP_B:$PORT")
+  [ -n "$da" ] && [ -n "$db" ] && break; sleep 0.2
+done
+udevadm settle --timeout=60
+[ -n "$da" ] && [ -n "$db" ] && [ "$da" != "$db" ] || fail "two disks expected, path A '$da', path B '$db'"
+for d in "$da" "$db"; do
+  h=$(cat "/sys/block/$d/device/dh_state" 2>/dev/null)
+  [ "$h" = alua ] || fail "$d: device handler '$h', expected alua (scsi_dh_alua)"
+done
+dm=$(mp_map 2 120) || fail "multipath map"
+log "map $dm: path A $da, path B $db; $(multipathd show paths raw format '%d %t %T prio %p' | tr '\n' ';')"
+
+# ios DEV: reads + writes the disk completed so far (path checks and ALUA queries are
+# pass-through commands, not counted).
+ios() { local r x w; read -r r x x x w x <"/sys/block/$1/stat"; echo $((r + w)); }
+# prio DEV: multipathd's priority of the path.
+prio() { multipathd show paths raw format '%d %p' 2>/dev/null | awk -v d="$1" '$1 == d { print $2 }'; }
+# moved_to NEW OLD T: waits (T s) until multipathd gives NEW the higher priority and NEW
+# completes I/O, then checks that OLD stays still for 5 s while NEW goes on.
+moved_to() {
+  local new=$1 old=$2 end=$((SECONDS + $3)) n0 o0
+  while [ $SECONDS -lt $end ]; do
+    [ "$(prio "$new")" -gt "$(prio "$old")" ] 2>/dev/null && break
+    sleep 1
+  done
+  [ "$(prio "$new")" -gt "$(prio "$old")" ] 2>/dev/null \
+    || { echo "priorities after $3 s: $new $(prio "$new"), $old $(prio "$old")"; return 1; }
+  n0=$(ios "$new")
+  while [ $SECONDS -lt $end ] && [ "$(ios "$new")" -le "$n0" ]; do sleep 1; done
+  [ "$(ios "$new")" -gt "$n0" ] || { echo "$new completed no I/O in $3 s"; return 1; }
+  # In-flight commands on the old path drain within a second or two here.
+  sleep 3
+  o0=$(ios "$old") n0=$(ios "$new")
+  sleep 5
+  [ "$(ios "$old")" = "$o0" ] || { echo "$old still carries I/O ($o0 -> $(ios "$old")) after the switch"; return 1; }
+  [ "$(ios "$new")" -gt "$n0" ] || { echo "$new stopped carrying I/O"; return 1; }
+}
+
+fio_loop_start "$dm"
+moved=$(moved_to "$da" "$db" 90) || fail "at the start, I/O not on the optimized path A: $moved"
+log "I/O on $da (pg_a active/optimized), none on $db (pg_b active/non-optimized)"
+c0=$(conn_failures)
+for i in $(seq "$SWITCHES"); do
+  if [ $((i % 2)) = 1 ]; then
+    state pg_b 0; state pg_a 2; new=$db old=$da what="pg_a standby, pg_b active/optimized"
+  else
+    state pg_a 0; state pg_b 2; new=$da old=$db what="pg_a active/optimized, pg_b standby"
+  fi
+  t0=$(date +%s)
+  moved=$(moved_to "$new" "$old" 90) || fail "switch $i ($what): $moved"
+  log "switch $i ($what): I/O moved to $new in $(( $(date +%s) - t0 )) s"
+  [ -e /tmp/fio_loop.fail ] && break
+done
+fio_loop_stop || fail "verified I/O on the map during the ALUA switches"
+[ "$(conn_failures)" = "$c0" ] || fail "connection failures during the ALUA switches: $(dmesg | unexpected_conn_errors | tail -n 3)"
+mp_stop || fail "multipathd stop"
+iscsiadm -m node -T "$IQN" --logout >/dev/null 2>&1 || true
+ls /sys/class/iscsi_session/ | grep -q . && fail "sessions left after logout: $(ls /sys/class/iscsi_session/)"
+iscsid_stop
+unload_initiator || fail "rmmod"
+# The ALUA groups go before the backstore (the suite's cleanup removes the rest).
+echo default_tg_pt_gp >"$CFS/iscsi/$IQN/tpgt_1/lun/lun_0/alua_tg_pt_gp" 2>/dev/null
+echo default_tg_pt_gp >"$CFS/iscsi/$IQN/tpgt_2/lun/lun_0/alua_tg_pt_gp" 2>/dev/null
+rmdir "$alua/pg_a" "$alua/pg_b" || fail "ALUA groups left"
+path_b_down
+exit 0
