@@ -3,9 +3,10 @@
 # module leaves nothing behind (no module or dependency reference, no sysfs entry), and
 # kmemleak finds no unreferenced object afterwards (the suite's scan after every test, which
 # starts from a cleared kmemleak and prints the count). Shell builtins only inside the loop:
-# every exec costs about a second in the debug VM.
+# every exec costs about a second in the debug VM. CYCLES: 20 in make check, 100 in make
+# check-long.
 . "$(dirname "$0")/../lib.sh"
-CYCLES=${CYCLES:-50}
+CYCLES=${CYCLES:-$([ -n "${ISER_LONG:-}" ] && echo 100 || echo 20)}
 modprobe -a $ISER_DEPS || fail "modprobe dependencies"
 for i in $(seq "$CYCLES"); do
   # Alternate between default and non-default parameters.
