@@ -11,7 +11,7 @@ if [ -n "${LIO_PARAMS:-}" ]; then
   iscsiadm -m session -P 2 | grep -E "InitialR2T|ImmediateData|FirstBurstLength|MaxXmitDataSegmentLength" | sed 's/^[[:space:]]*//'
 fi
 if [ "${QUICK:-0}" = 1 ] && [ -z "${ISER_LONG:-}" ]; then
-  # QUICK=1 (the variants of tests.list: another parameter, target or transport) in make
+  # QUICK=1 (every entry of tests.list since 2026-12-04: the budget of make check) in make
   # check: every I/O kind once, about a third of the bytes (the debug VM moves ~1 MiB/s);
   # make check-long runs the whole matrix for each.
   fio_verify "$dev" w4k_qd1 --rw=write --bs=4k --iodepth=1 --size=512k || fail "4k write qd1"

@@ -2,13 +2,14 @@
 # dm-multipath over two iSER paths (issue 21): one LUN through two sessions (path A: $IP on
 # rxe0, LIO tpgt_1; path B: $IP_B on rxe1, tpgt_2), assembled by multipathd into one map
 # with both paths in one round-robin group. Verified fio runs on the map throughout, while
-# each kind of path failure in KINDS happens once per round (ROUNDS, 1; make check-long 5):
+# each kind of path failure in KINDS happens once per round (ROUNDS, 1; make check-long 5;
+# KINDS: tpg and rdma, and tpg_a in make check-long):
 #   tpg   - target portal group B disabled for DOWN_SECONDS (8): LIO drops the session and
 #           refuses logins, then takes them again;
 #   rdma  - path B's RDMA device removed (both ends of the path are on it), added back and
 #           the target portal re-listening after DOWN_SECONDS;
 #   tpg_a - the same as tpg on path A.
-# Then RESETS (3) LUN resets through path B (sg_reset -d) during the same I/O.
+# Then RESETS (2; make check-long 3) LUN resets through path B (sg_reset -d) during the same I/O.
 # For each: the fault must be seen (path B's connection failed and multipathd marked the
 # path failed), the application must see no error, and the path must come back: multipathd
 # reinstates it and both paths carry I/O again (each disk's completed I/O grows).
@@ -17,7 +18,9 @@
 # are back, both paths are reinstated and verified I/O works again.
 . "$(dirname "$0")/../lib.sh"
 ROUNDS=${ROUNDS:-${ISER_LONG:+5}}; ROUNDS=${ROUNDS:-1}
-KINDS=${KINDS:-tpg rdma tpg_a}
+# make check: path B's two kinds of failure (path A's portal group in check-long).
+KINDS=${KINDS:-tpg rdma${ISER_LONG:+ tpg_a}}
+RESETS=${RESETS:-$([ -n "${ISER_LONG:-}" ] && echo 3 || echo 2)}
 DOWN=${DOWN_SECONDS:-8}
 BOUND=${BOUND:-60}
 rdma_up rxe || fail "rxe"
@@ -97,12 +100,12 @@ done
 # failed back and retried; the application must see nothing. sg_reset exits 0 only if the
 # reset was carried out.
 sg=/dev/$(ls "/sys/block/$db/device/scsi_generic/") || fail "no sg device for $db"
-for i in $(seq "${RESETS:-3}"); do
+for i in $(seq "$RESETS"); do
   sleep 3
   sg_reset -d "$sg" || fail "LUN reset $i through path B ($sg) failed"
 done
 mp_wait_paths "active ready" 2 120 || fail "after the LUN resets: not both paths active"
-log "${RESETS:-3} LUN resets through path B during I/O: both paths active afterwards"
+log "$RESETS LUN resets through path B during I/O: both paths active afterwards"
 fio_loop_stop || fail "verified I/O on the map during path failures and LUN resets"
 
 # Every path down: the application gets an I/O error in bounded time, not a hang.

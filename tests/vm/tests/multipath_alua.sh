@@ -3,7 +3,7 @@
 # LIO tpgt_1; path B: $IP_B on rxe1, tpgt_2), each LIO portal group's LUN in its own ALUA
 # target port group (pg_a, pg_b). multipathd groups the paths by their ALUA priority
 # (scsi_dh_alua, `prio alua`, group_by_prio), so only the active/optimized path carries I/O.
-# During verified I/O on the map, the target switches the states SWITCHES (4; make check-long
+# During verified I/O on the map, the target switches the states SWITCHES (2; make check-long
 # 12) times, alternating:
 #   pg_a active/optimized, pg_b active/non-optimized  ->  pg_a standby, pg_b active/optimized
 #   and back (pg_a active/optimized, pg_b standby)
@@ -13,7 +13,7 @@
 # NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE" and are retried on the other path: no
 # connection fails.
 . "$(dirname "$0")/../lib.sh"
-SWITCHES=${SWITCHES:-$([ -n "${ISER_LONG:-}" ] && echo 12 || echo 4)}
+SWITCHES=${SWITCHES:-$([ -n "${ISER_LONG:-}" ] && echo 12 || echo 2)}
 export MP_PRIO=alua MP_POLICY=group_by_prio
 rdma_up rxe || fail "rxe"
 path_b_up || fail "path B ($RXE_B on $NETDEV_B)"
@@ -56,7 +56,9 @@ ios() { local r x w; read -r r x x x w x <"/sys/block/$1/stat"; echo $((r + w));
 # prio DEV: multipathd's priority of the path.
 prio() { multipathd show paths raw format '%d %p' 2>/dev/null | awk -v d="$1" '$1 == d { print $2 }'; }
 # moved_to NEW OLD T: waits (T s) until multipathd gives NEW the higher priority and NEW
-# completes I/O, then checks that OLD stays still for 5 s while NEW goes on.
+# completes I/O; then, after in-flight commands on OLD had time to drain (3 s), OLD must stay
+# still while NEW completes more (waiting up to 60 s for that: the verified I/O is a loop of
+# fio jobs with seconds between two jobs, and a fixed window fell into such a gap).
 moved_to() {
   local new=$1 old=$2 end=$((SECONDS + $3)) n0 o0
   while [ $SECONDS -lt $end ]; do
@@ -68,12 +70,11 @@ moved_to() {
   n0=$(ios "$new")
   while [ $SECONDS -lt $end ] && [ "$(ios "$new")" -le "$n0" ]; do sleep 1; done
   [ "$(ios "$new")" -gt "$n0" ] || { echo "$new completed no I/O in $3 s"; return 1; }
-  # In-flight commands on the old path drain within a second or two here.
   sleep 3
-  o0=$(ios "$old") n0=$(ios "$new")
-  sleep 5
+  o0=$(ios "$old") n0=$(ios "$new") end=$((SECONDS + 60))
+  while [ $SECONDS -lt $end ] && [ "$(ios "$new")" -le "$n0" ]; do sleep 1; done
+  [ "$(ios "$new")" -gt "$n0" ] || { echo "$new completed no I/O for 60 s after the switch"; return 1; }
   [ "$(ios "$old")" = "$o0" ] || { echo "$old still carries I/O ($o0 -> $(ios "$old")) after the switch"; return 1; }
-  [ "$(ios "$new")" -gt "$n0" ] || { echo "$new stopped carrying I/O"; return 1; }
 }
 
 fio_loop_start "$dm"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Several sessions at once (issue 21): NSESSIONS (4) LIO targets, each with its own ramdisk
 # LUN, behind one iSER portal; ours logs in to all of them over the one RDMA device.
-#   1. Session 0 logs out and in CYCLES times (3; make check-long 20) while sessions 1..N-1
+#   1. Session 0 logs out and in CYCLES times (2; make check-long 20) while sessions 1..N-1
 #      carry verified I/O (a loop of fio jobs with crc32c on each disk): the others must see
 #      no error and no connection failure.
 #   2. The soft-RoCE driver goes away under all sessions with I/O running (blktests srp/016):
@@ -13,7 +13,7 @@
 # e.g. a completion delivered to the wrong session, would show there or in fio's verify).
 . "$(dirname "$0")/../lib.sh"
 N=${NSESSIONS:-4}
-CYCLES=${CYCLES:-$([ -n "${ISER_LONG:-}" ] && echo 20 || echo 3)}
+CYCLES=${CYCLES:-$([ -n "${ISER_LONG:-}" ] && echo 20 || echo 2)}
 BASE=${IQN%:*}:s
 rdma_up rxe || fail "rxe"
 modprobe target_core_mod && modprobe iscsi_target_mod || fail "LIO modules"
