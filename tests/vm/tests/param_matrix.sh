@@ -20,6 +20,8 @@
 # 256 KiB), and cmds_max 16 / 128 / 1024 on three of them.
 . "$(dirname "$0")/../lib.sh"
 MATRIX=${MATRIX:-${ISER_LONG:+full}}; MATRIX=${MATRIX:-short}
+# Each cell writes CELL_MB (8 MiB in make check, 16 in check-long) and reads it back.
+CELL_MB=${CELL_MB:-$([ "$MATRIX" = full ] && echo 16 || echo 8)}
 M16=16776704   # FirstBurstLength/MaxBurstLength at most 2^24-1: 16 MiB less 512 bytes
 cells=()
 if [ "$MATRIX" = full ]; then
@@ -32,7 +34,8 @@ if [ "$MATRIX" = full ]; then
 else
   cells=(
     # issue 20 item 1: 32 Data-Outs per 256 KiB write, many writes in flight
-    # (256 KiB writes only, 64 in flight: 2048 Data-Outs, 8 times the old fixed pool)
+    # (256 KiB writes only, all 32 of a cell's 8 MiB in flight at once in make check: 1024
+    # Data-Outs, 4 times the old fixed pool; 64 and 2048 in check-long's 16 MiB)
     "InitialR2T=No ImmediateData=Yes FirstBurstLength=262144 MaxBurstLength=262144 MaxRecvDataSegmentLength=8192|128|64|--bs=256k"
     # the smallest PDUs, no immediate data: every unsolicited byte in 512-byte Data-Outs
     # (LIO's iSER portals negotiate 8 KiB whatever MaxRecvDataSegmentLength says, unless its
@@ -61,7 +64,7 @@ for cell in "${cells[@]}"; do
   host=$(ls /sys/class/iscsi_host)
   log "cell $i: target $params; cmds_max $cm (can_queue $(cat /sys/class/scsi_host/$host/can_queue)), fio QD $qd ${bs:-4k-256k}"
   log "  negotiated: $neg"
-  FIO_TAG=_$i fio_verify "$dev" cell --rw=randwrite ${bs:---bsrange=4k-256k} --iodepth="$qd" --size=16M \
+  FIO_TAG=_$i fio_verify "$dev" cell --rw=randwrite ${bs:---bsrange=4k-256k} --iodepth="$qd" --size="$CELL_MB"M \
     --offset=$(( (i % 8) * 16 ))M --verify_backlog=256 || fail "cell $i: verified I/O ($params, cmds_max $cm)"
   st=$(cat /sys/kernel/debug/iser/*/stats 2>/dev/null | awk '/^(dataout_pdus|requeue_dataout) /{printf "%s %s ", $1, $2}')
   [ -z "$st" ] || log "  ours: $st"
