@@ -132,13 +132,25 @@ if [ "${ISER_SKIP_VM:-0}" != 1 ]; then
   # the guest's memory (KASAN's shadow and the page array are scanned too): 24 s at 3G, 14 s
   # at 1.5G in the debug VM (2026-12-04); the tests need a few hundred MiB.
   echo "== VM suite (scripts/vm-run -- tests/vm/suite.sh, $shards VMs of ${ISER_VM_MEM:-2G})"
+  vm_pids=()
   for k in $(seq 0 $((shards - 1))); do
     ISER_RESULTS=$res/vm$k VM_ENV="ISER_RESULTS=$res/vm$k ISER_SHARD=$k/$shards ISER_LOGIN_CYCLES=${ISER_LOGIN_CYCLES:-10} ISER_LONG=${ISER_LONG:-} TEST_TIMEOUT=${TEST_TIMEOUT:-900}" \
       scripts/vm-run --no-build --mem "${ISER_VM_MEM:-2G}" --timeout "$vm_timeout" -- tests/vm/suite.sh "${ISER_VM_TESTS:-.}" >"$res/vm$k.log" 2>&1 &
+    vm_pids+=($!)
     # Stagger the boots a little (both read the same kernel and root at start).
     sleep 5
   done
-  wait
+  # The DKMS install test (one more VM, one core, and a module build) starts as soon as the
+  # first shard is done, beside the last one, instead of after it: the shards never end
+  # together, and a core would idle meanwhile. It uses its own module tree and build
+  # directory, never the work tree's ib_iser.ko the shards load.
+  dkms_pid=
+  if [ "${ISER_SKIP_DKMS:-0}" != 1 ]; then
+    wait -n "${vm_pids[@]}"
+    scripts/dkms-test.sh "$res/dkms" >"$res/dkms.log" 2>&1 &
+    dkms_pid=$!
+  fi
+  wait "${vm_pids[@]}"
   for k in $(seq 0 $((shards - 1))); do
     echo "-- VM $k"
     grep -E '^(ok|not ok|#|vm:|KTAP|1\.\.)' "$res/vm$k.log" | grep -Ev '^# (Logging|Login|Logout)'
@@ -163,8 +175,8 @@ else
   skipped "VM suite" "ISER_SKIP_VM=1" "$(( $(tests/vm/plan.sh "${ISER_VM_TESTS:-.}" | wc -l) + 1 ))"
 fi
 if [ "${ISER_SKIP_VM:-0}" != 1 ] && [ "${ISER_SKIP_DKMS:-0}" != 1 ]; then
-  echo "== DKMS install test (scripts/dkms-test.sh: host DKMS in a private mount namespace, then a VM)"
-  scripts/dkms-test.sh "$res/dkms" >"$res/dkms.log" 2>&1; rc=$?
+  echo "== DKMS install test (scripts/dkms-test.sh: host DKMS in a private mount namespace, then a VM; started when the first VM shard ended)"
+  wait "$dkms_pid"; rc=$?
   grep -E '^\[dkms-test\]|^(# )?(modinfo|loaded by|dkms guest)' "$res/dkms.log"
   [ $rc = 0 ] || tail -n 25 "$res/dkms.log"
   result "DKMS install: iscsid's own load picks ours from updates/dkms; dkms remove restores the C driver" $rc
