@@ -53,7 +53,7 @@ BHS = 48
 HDRS = ISER_HDR + BHS
 RX_DATA = 8192 + 128           # receive buffers: iSER header + BHS + 8 KiB data (+ slack)
 RX_BUF = HDRS + RX_DATA
-N_RX = 128
+N_RX = 512
 TX_SLOT = HDRS + 8192 + 128
 N_TX = 256
 BIG_SLOT = 160 * 1024
@@ -454,10 +454,12 @@ class Conn:
         b[36:48] = tail[:12].ljust(12, b'\0')
         return b
 
-    def send_pdu(self, bhs, data=b'', iser=None, inv_rkey=None, what=''):
+    def send_pdu(self, bhs, data=b'', iser=None, inv_rkey=None, what='', trunc=None):
         if iser is None:
             iser = struct.pack('>B3xIQIQ', 0x10, 0, 0, 0, 0)
         pdu = bytes(iser) + bytes(bhs) + bytes(data)
+        if trunc is not None:
+            pdu = pdu[:trunc]
         op = bhs[0] & 0x3f
         self.log('conn%d TX %s op=0x%02x flags=0x%02x itt=0x%08x dlen=%d statsn=%d expcmdsn=%d '
                  'maxcmdsn=%d len=%d%s%s' % (
@@ -936,9 +938,15 @@ class Conn:
         d = {'cmd': c or z, 'last': last or z, 'statsn': self.statsn,
              'expcmdsn': self.t.exp_cmdsn or 0, 'maxcmdsn': self.t.max_cmdsn(),
              'lun_bytes': self.t.lun_bytes}
+        cur = getattr(self, 'cur_ctx', None)
         if isinstance(cmd, NS):
-            d['ev'] = cmd
-            d['itt'] = getattr(cmd, 'itt', 0)
+            cur = cmd
+        if isinstance(cur, NS):
+            d['ev'] = cur
+            if c is None:
+                d['itt'] = getattr(cur, 'itt', 0)
+            ref = self.cmds.get(getattr(cur, 'rtt', None))
+            d['ref'] = ref or z
         for k in ('itt', 'edtl', 'read_stag', 'read_va', 'write_stag', 'write_va', 'lba'):
             if c is not None:
                 d[k] = getattr(c, k) or 0
@@ -996,7 +1004,9 @@ class Conn:
     # --- rule actions ---
     def run_actions(self, actions, ctx, event, default_gen=None):
         cmd = ctx if isinstance(ctx, Cmd) else None
+        ref = self.cmds.get(getattr(ctx, 'rtt', None)) if isinstance(ctx, NS) else None
         for name, a, pos in actions:
+            self.cur_ctx = ctx
             if self.dead and name not in ('exit', 'log', 'sleep'):
                 self.log('conn%d dead: action %s skipped' % (self.num, name))
                 return
@@ -1033,7 +1043,7 @@ class Conn:
                 else:
                     self.send_generic_rsp(event, ctx, a)
             elif name in ('rdma_write', 'rdma_read'):
-                c = cmd or self.t.last_done
+                c = cmd or ref or self.t.last_done
                 kind = name[5:]
                 ln = self.ev(a.get('len', 'edtl'), c)
                 stag = self.ev(a.get('stag', 'read_stag' if kind == 'write' else 'write_stag'), c)
@@ -1129,14 +1139,15 @@ class Conn:
         b = self.build_bhs(self.ev(a.get('op', '0x21'), ectx), itt=RSV_ITT, dlen=len(data),
                            consume=consume)
         ov = dict(a)
-        for k in ('data', 'iser', 'op', 'consume', 'inv', 'repeat'):
+        for k in ('data', 'iser', 'op', 'consume', 'inv', 'repeat', 'trunc'):
             ov.pop(k, None)
+        trunc = self.ev(a['trunc'], ectx) if 'trunc' in a else None
         iser = self.eval_iser(a['iser'], ectx) if 'iser' in a else None
         inv = self.ev(a['inv'], ectx) & M32 if 'inv' in a else None
         for _ in range(self.ev(a.get('repeat', '1'), ectx)):
             bb = bytearray(b)
             self.apply_bhs_overrides(bb, ov, ectx)
-            self.send_pdu(bb, data, iser=iser, inv_rkey=inv, what='raw')
+            self.send_pdu(bb, data, iser=iser, inv_rkey=inv, what='raw', trunc=trunc)
         if False:
             yield
 
@@ -1295,6 +1306,22 @@ after 2s: nopin count=3 ; async event=1 p3=2 ; window 0 ; window max=expcmdsn-2
         if r[ISER_HDR + 1] & 0x80:
             break
     assert got.count(b'TargetName=') == 101, got.count(b'TargetName=')
+    scn4 = Scenario('''
+on read lba=8192 n=1: drop
+on tmf n=1: resp ; rdma_write stag=ref.read_stag va=ref.read_va len=4096 ; send op=0x21 itt=ev.rtt trunc=40
+''')
+    t4 = FakeTarget(A, scn4, log)
+    c4 = FakeConn(t4, 1)
+    t4.exp_cmdsn = 1
+    c4.on_recv(pdu(OP_SCSI_CMD, 0xc0, 30, cmdsn=1, cdb=struct.pack('>BBIBHB', 0x28, 0, 8192, 0, 8, 0),
+                   edtl=4096, iser=(0x14, 0, 0, 0x99, 0x1000)))
+    assert not c4.sent
+    c4.on_recv(pdu(OP_TMF, 0x81, 31, cmdsn=2, f20=30, imm=True))
+    assert c4.sent[0][0][ISER_HDR] == OP_TMF_RSP and len(c4.sent[1][0]) == 40, c4.sent
+    assert 0x99 in c4.mem
+    for f in sorted(os.listdir(os.path.dirname(os.path.abspath(__file__)))):
+        if f.endswith('.scn'):
+            Scenario(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), f)).read())
     print('selftest ok')
 
 
@@ -1357,6 +1384,8 @@ def rdma_main(args, scn, log):
             self.qp = QP(pd, qinit, QPAttr())
             for st in (e.IBV_QPS_INIT, e.IBV_QPS_RTR, e.IBV_QPS_RTS):
                 a, m = cid.init_qp_attr(st)
+                if st == e.IBV_QPS_RTR and m & e.IBV_QP_MIN_RNR_TIMER:
+                    a.min_rnr_timer = 31    # RNR NAKs ask for 491 ms: Python is slow
                 self.qp.modify(a, m)
             self.rx = MR(pd, N_RX * RX_BUF, ACC)
             self.tx = MR(pd, N_TX * TX_SLOT + N_BIG * BIG_SLOT, ACC)

@@ -1,0 +1,244 @@
+#!/bin/bash
+# The hostile catalogue (issue 20, deliverable 1): the initiator against an adversarial
+# userspace iSER target (tests/vm/adv/target.py, rdma-core's pyverbs) that follows one
+# scenario file per case (tests/vm/adv/*.scn): malformed PDUs, bad tags, lying responses,
+# Data-In/R2T, Send with Invalidate games, RDMA outside the advertised buffers, NOP-In and
+# Async floods, Rejects, login games, TMF and CmdSN-window abuse, disconnects. Each scenario
+# states its expected outcome in its header (`# expect: login=ok io=ok conn_error=yes ...`,
+# tests/vm/adv/README); this test runs it and prints one line per scenario:
+#   scenario NAME: expected ..., saw ...
+# and fails on any mismatch (`# xfail: why` marks a known, reported failure: printed as XFAIL,
+# not counted). After every scenario: no splat in the kernel log, no session left, ours still
+# loaded; at the end ours logs in to a well-behaved scenario again and unloads.
+#
+# SCENARIOS=REGEX selects scenarios by name; `# cost: long` ones run only with ISER_LONG=1 or
+# when SCENARIOS names them. ISER_IMPL=c runs the catalogue against the in-tree C driver
+# (the dmesg/counter expectations, which name ours' log lines and debugfs counters, are then
+# not checked).
+. "$(dirname "$0")/../lib.sh"
+ADV=$ISER_TOP/tests/vm/adv
+PY=/usr/bin/python3
+APORT=${APORT:-3262}
+AIQN=iqn.2026-12.org.iser-rs.test:adv
+AP=$IP:$APORT
+RES=${ISER_RESULTS:-/tmp}/adv
+IMPL=${ISER_IMPL:-rs}
+SEL=${SCENARIOS:-.}
+SCSI_TMO=${SCSI_TMO:-5}
+mkdir -p "$RES"
+[ -x "$PY" ] && "$PY" -c 'import pyverbs.cmid' 2>/dev/null || skip "no $PY with pyverbs (python3-pyverbs)"
+
+rdma_up rxe || fail "rxe"
+modprobe -a rdma_ucm ib_uverbs || fail "rdma_ucm/ib_uverbs"
+load_initiator "$IMPL" || fail "load ib_iser ($IMPL)"
+iscsid_start
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+
+# One node record for every scenario, with short timeouts (each iscsiadm costs about a second).
+iscsiadm -m node -T "$AIQN" -p "$AP" -I iser -o new >/dev/null || fail "node record"
+nupd() { iscsiadm -m node -T "$AIQN" -p "$AP" -I iser -o update -n "$1" -v "$2" || fail "node $1"; }
+nupd node.session.timeo.replacement_timeout 10
+nupd 'node.conn[0].timeo.login_timeout' 5
+nupd 'node.conn[0].timeo.logout_timeout' 5
+nupd 'node.conn[0].timeo.noop_out_interval' 5
+nupd 'node.conn[0].timeo.noop_out_timeout' 5
+nupd node.session.err_timeo.abort_timeout 3
+nupd node.session.err_timeo.lu_reset_timeout 5
+nupd node.session.err_timeo.tgt_reset_timeout 5
+nupd node.session.initial_login_retry_max 1
+
+head -c 16384 /dev/urandom >/tmp/adv-pat
+mism=0 xfails=0 total=0 failed_names=()
+
+# The kernel log since this scenario began.
+section() { dmesg | awk -v m="iser-test: adv begin $1\$" '$0 ~ m { p = 1 } p'; }
+
+sessions_left() { iscsiadm -m session 2>/dev/null | grep -c "$AIQN" || true; }
+
+# disk: the SCSI disk of the adversarial session, waiting up to 20 s.
+disk() {
+  local end=$((SECONDS + 20)) d
+  while [ $SECONDS -lt $end ]; do
+    d=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
+    [ -n "$d" ] && [ -b "/dev/$d" ] && { echo "$d"; return 0; }
+    sleep 0.2
+  done
+  return 1
+}
+
+# io_rc RC: ok, eio or hang (timeout's 124).
+io_rc() { case $1 in 0) echo ok ;; 124) echo hang ;; *) echo eio ;; esac; }
+
+# recovered DEV T: the session is logged in and a direct read completes, within T s.
+recovered() {
+  local dev=$1 end=$((SECONDS + $2))
+  while [ $SECONDS -lt $end ]; do
+    session_logged_in && timeout 20 dd if="/dev/$dev" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+# match VALUE ALTERNATIVES: ALTERNATIVES is "a|b|any".
+match() { local a; IFS='|' read -ra alts <<<"$2"; for a in "${alts[@]}"; do [ "$a" = any ] || [ "$a" = "$1" ] && return 0; done; return 1; }
+
+run_scenario() {
+  local f=$1 name expect run xfail want_dmesg tpid dev="" sec k v saw=() exp=() bad=() i
+  name=$(basename "$f" .scn)
+  expect=$(sed -n 's/^# expect: *//p' "$f" | tr '\n' ' ')
+  run=$(sed -n 's/^# run: *//p' "$f" | head -n1); run=${run:-read}
+  xfail=$(sed -n 's/^# xfail: *//p' "$f" | head -n1)
+  want_dmesg=$(sed -n 's/^# expect-dmesg: *//p' "$f" | head -n1)
+  local tlog=$RES/$name.log
+  rm -f "$tlog" "$RES/$name.out" "$RES/$name.stats"
+  echo "iser-test: adv begin $name" >/dev/kmsg
+  setsid "$PY" "$ADV/target.py" --scenario "$f" --log "$tlog" --ip "$IP" --port "$APORT" \
+    --iqn "$AIQN" --timeout "${TARGET_TIMEOUT:-150}" >"$RES/$name.out" 2>&1 &
+  tpid=$!
+  local end=$((SECONDS + 30))
+  until grep -qs listening "$RES/$name.out"; do
+    [ $SECONDS -lt $end ] && kill -0 $tpid 2>/dev/null || { log "scenario $name: target did not start: $(tail -n 5 "$RES/$name.out")"; mism=$((mism + 1)); failed_names+=("$name"); kill $tpid 2>/dev/null; return; }
+    sleep 0.1
+  done
+  # debugfs counters of ours, sampled with builtins while the scenario runs.
+  local spid=""
+  if [ "$IMPL" = rs ]; then
+    ( while :; do for s in /sys/kernel/debug/iser/*/stats; do [ -r "$s" ] && { read -r -d '' x <"$s"; printf '%s\n' "$x"; }; done; sleep 0.3; done ) >>"$RES/$name.stats" 2>/dev/null &
+    spid=$!
+  fi
+  local login=fail io="" data="" disc="" ntargets=""
+  case $run in
+    discovery*)
+      timeout 60 iscsiadm -m discovery -t st -p "$AP" -I iser -o nonpersistent >"$RES/$name.disc" 2>&1
+      [ $? = 0 ] && disc=ok || disc=fail
+      ntargets=$(grep -c "$AIQN" "$RES/$name.disc")
+      ;;
+    *)
+      if timeout 60 iscsiadm -m node -T "$AIQN" -p "$AP" -I iser --login >"$RES/$name.login" 2>&1 && dev=$(disk); then
+        login=ok
+        echo "$SCSI_TMO" >"/sys/block/$dev/device/timeout"
+      fi
+      ;;
+  esac
+  if [ $login = ok ]; then
+    local r=()
+    case $run in
+      read|reads:*|idle:*)
+        local n=1
+        case $run in reads:*) n=${run#reads:} ;; idle:*) sleep "${run#idle:}" ;; esac
+        io=ok
+        for i in $(seq "$n"); do
+          timeout 90 dd if="/dev/$dev" of=/tmp/adv-rd bs=4k count=4 skip=1024 iflag=direct 2>>"$RES/$name.io"
+          r=$(io_rc $?); [ "$r" = ok ] || io=$r
+        done
+        ;;
+      write)
+        timeout 90 dd if=/tmp/adv-pat of="/dev/$dev" bs=4k count=4 seek=1024 oflag=direct 2>>"$RES/$name.io"
+        io=$(io_rc $?)
+        ;;
+      verify)
+        timeout 90 dd if=/tmp/adv-pat of="/dev/$dev" bs=4k count=4 seek=1024 oflag=direct 2>>"$RES/$name.io"
+        io=$(io_rc $?)
+        timeout 90 dd if="/dev/$dev" of=/tmp/adv-rd bs=4k count=4 skip=1024 iflag=direct 2>>"$RES/$name.io"
+        r=$(io_rc $?); [ "$r" = ok ] || io=$r
+        cmp -s /tmp/adv-pat /tmp/adv-rd && data=ok || data=bad
+        ;;
+      fio:*)
+        # fio:ARGS (commas for spaces): a verified fio job at 4 MiB.
+        local fa=${run#fio:}
+        timeout 180 fio --name=adv --filename="/dev/$dev" --direct=1 --ioengine=libaio --verify=crc32c \
+          --do_verify=1 --verify_fatal=1 --verify_state_save=0 --offset=4M ${fa//,/ } >"$RES/$name.fio" 2>&1
+        io=$(io_rc $?); data=$([ "$io" = ok ] && echo ok || echo bad)
+        ;;
+      none) io=ok ;;
+    esac
+  fi
+  # Observations.
+  local recover=""
+  case " $expect " in
+    *" recover="*) if [ -n "$dev" ] && recovered "$dev" "${RECOVER_S:-40}"; then recover=yes; else recover=no; fi ;;
+  esac
+  [ -n "$spid" ] && { kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; }
+  if [ "$(sessions_left)" != 0 ]; then
+    timeout 60 iscsiadm -m node -T "$AIQN" -p "$AP" --logout >/dev/null 2>&1
+  fi
+  kill "$tpid" 2>/dev/null
+  local w; for w in $(seq 50); do kill -0 "$tpid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$tpid" 2>/dev/null; wait "$tpid" 2>/dev/null
+  echo "iser-test: adv end $name" >/dev/kmsg
+  sec=$(section "$name")
+  printf '%s\n' "$sec" >"$RES/$name.dmesg"
+  local conn_error=no
+  printf '%s\n' "$sec" | unexpected_conn_errors | grep -q . && conn_error=yes
+  local fired; fired=$(grep -cE 'RULE fired|timer fired' "$tlog" 2>/dev/null)
+  # Compare.
+  for kv in $expect; do
+    k=${kv%%=*} v=${kv#*=}
+    local s=""
+    case $k in
+      login) s=$login ;;
+      io) s=${io:-none} ;;
+      data) s=${data:-none} ;;
+      conn_error) s=$conn_error ;;
+      recover) s=${recover:-none} ;;
+      discovery) s=${disc:-none} ;;
+      targets) s=${ntargets:-none} ;;
+      counter)
+        [ "$IMPL" = rs ] || continue
+        s=$(awk -v c="$v" '$1 == c && $2 > 0 { n = $2 } END { print n > 0 ? c : "no-" c }' "$RES/$name.stats" 2>/dev/null) ;;
+      *) s="?" ;;
+    esac
+    exp+=("$kv"); saw+=("$k=$s")
+    match "$s" "$v" || bad+=("$k")
+  done
+  if [ -n "$want_dmesg" ] && [ "$IMPL" = rs ]; then
+    exp+=("dmesg~'$want_dmesg'")
+    if printf '%s\n' "$sec" | grep -qE "$want_dmesg"; then saw+=("dmesg=match"); else saw+=("dmesg=nomatch"); bad+=(dmesg); fi
+  fi
+  if grep -qE '^(on|after) ' "$f"; then
+    exp+=("fired>0"); saw+=("fired=$fired")
+    [ "${fired:-0}" -gt 0 ] || bad+=(fired)
+  fi
+  local splat; splat=$(printf '%s\n' "$sec" | grep -E "$SPLAT_RE" | head -n 3)
+  [ -z "$splat" ] || { bad+=(splat); saw+=("SPLAT"); }
+  [ "$(sessions_left)" = 0 ] || { bad+=(session_left); saw+=("session-left"); }
+  iser_loaded || { bad+=(unloaded); saw+=("ib_iser-gone"); }
+  grep -q 'ERROR in task\|Traceback' "$tlog" "$RES/$name.out" 2>/dev/null && saw+=("target-error")
+  local verdict=ok
+  if [ ${#bad[@]} -gt 0 ]; then
+    if [ -n "$xfail" ] && [ -z "$splat" ]; then verdict="XFAIL ($xfail)"; xfails=$((xfails + 1))
+    else verdict="MISMATCH (${bad[*]})"; mism=$((mism + 1)); failed_names+=("$name"); fi
+  elif [ -n "$xfail" ]; then
+    verdict="XPASS (marked xfail: $xfail)"
+  fi
+  total=$((total + 1))
+  log "scenario $name: expected ${exp[*]}, saw ${saw[*]}: $verdict"
+  if [ -n "$splat" ]; then printf '%s\n' "$splat" | sed 's/^/    /'; fi
+  if [ ${#bad[@]} -gt 0 ]; then
+    printf '%s\n' "$sec" | grep -E 'ib_iser|iscsi|connection|session' | grep -v 'iser-test' | tail -n 6 | sed 's/^/    kernel: /'
+  fi
+}
+
+long=${ISER_LONG:-}
+t_all=$SECONDS
+for f in "$ADV"/*.scn; do
+  name=$(basename "$f" .scn)
+  [[ $name =~ $SEL ]] || continue
+  if grep -q '^# cost: long' "$f" && [ -z "$long" ] && [ "$SEL" = . ]; then
+    continue
+  fi
+  t0=$SECONDS
+  run_scenario "$f"
+  log "  ($((SECONDS - t0)) s)"
+done
+# Ours is still usable: a well-behaved scenario logs in, writes and reads back.
+if [ "$SEL" = . ] || [[ 00-baseline =~ $SEL ]]; then
+  run_scenario "$ADV/00-baseline.scn"
+fi
+iscsiadm -m node -T "$AIQN" -p "$AP" -o delete >/dev/null 2>&1
+log "adversarial: $total scenarios, $mism mismatches, $xfails known failures (xfail), $((SECONDS - t_all)) s"
+[ ${#failed_names[@]} -eq 0 ] || log "mismatched: ${failed_names[*]}"
+iscsid_stop
+unload_initiator || fail "ib_iser did not unload after the catalogue"
+[ $mism = 0 ] || fail "$mism scenario(s) did not behave as expected"
+exit 0
