@@ -1033,7 +1033,7 @@ class Conn:
                 if event == 'login':
                     flags, keys, final = self.login_answer(ctx)
                     if 'keys' in a:
-                        keys = [tuple(x.split('=', 1)) for x in a['keys'].split(',') if x]
+                        keys = [tuple(x.split('=', 1)) for x in a['keys'].split('|') if x]
                     yield from self.send_login_rsp(ctx, flags, keys, final, a)
                 elif cmd is not None:
                     if cmd.result is None:

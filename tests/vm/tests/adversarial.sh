@@ -121,25 +121,25 @@ run_scenario() {
       ;;
   esac
   if [ $login = ok ]; then
-    local r=()
+    local r
     case $run in
       read|reads:*|idle:*)
         local n=1
         case $run in reads:*) n=${run#reads:} ;; idle:*) sleep "${run#idle:}" ;; esac
         io=ok
         for i in $(seq "$n"); do
-          timeout 90 dd if="/dev/$dev" of=/tmp/adv-rd bs=4k count=4 skip=1024 iflag=direct 2>>"$RES/$name.io"
+          timeout 90 dd if="/dev/$dev" of=/tmp/adv-rd bs=16k count=1 skip=256 iflag=direct 2>>"$RES/$name.io"
           r=$(io_rc $?); [ "$r" = ok ] || io=$r
         done
         ;;
       write)
-        timeout 90 dd if=/tmp/adv-pat of="/dev/$dev" bs=4k count=4 seek=1024 oflag=direct 2>>"$RES/$name.io"
+        timeout 90 dd if=/tmp/adv-pat of="/dev/$dev" bs=16k count=1 seek=256 oflag=direct 2>>"$RES/$name.io"
         io=$(io_rc $?)
         ;;
       verify)
-        timeout 90 dd if=/tmp/adv-pat of="/dev/$dev" bs=4k count=4 seek=1024 oflag=direct 2>>"$RES/$name.io"
+        timeout 90 dd if=/tmp/adv-pat of="/dev/$dev" bs=16k count=1 seek=256 oflag=direct 2>>"$RES/$name.io"
         io=$(io_rc $?)
-        timeout 90 dd if="/dev/$dev" of=/tmp/adv-rd bs=4k count=4 skip=1024 iflag=direct 2>>"$RES/$name.io"
+        timeout 90 dd if="/dev/$dev" of=/tmp/adv-rd bs=16k count=1 skip=256 iflag=direct 2>>"$RES/$name.io"
         r=$(io_rc $?); [ "$r" = ok ] || io=$r
         cmp -s /tmp/adv-pat /tmp/adv-rd && data=ok || data=bad
         ;;
