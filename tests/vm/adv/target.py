@@ -24,7 +24,7 @@ starts a comment (the test reads `# expect:` and `# run:` from the comments).
     text_targets N                               SendTargets lists N more (fake) targets
     text_chunk BYTES                             max data bytes per Text Response (C bit)
     on EVENT [COND...]: ACTION [ARGS] ; ACTION ...
-    after SECONDS [conn=N]: ACTION ; ...         timer, from full feature phase of conn N
+    after SECONDS: ACTION ; ...                  timer, from SIGUSR1 (the test logged in)
 
 EVENT is cmd (any SCSI command), read, write, other (a non-READ/WRITE command), nopout, tmf,
 logout, login, text, dataout. COND: n=K (the K-th event matching the rest; n=K+ from the
@@ -175,6 +175,7 @@ class Scenario:
         self.text_chunk = 8192
         self.wc_error = 'disconnect'
         self.window = 32
+        self.arm = 'signal'
         for ln, raw in enumerate(text.splitlines(), 1):
             line = raw.split('#', 1)[0].strip()
             if not line:
@@ -206,6 +207,8 @@ class Scenario:
             self.wc_error = rest
         elif word == 'window':
             self.window = int(rest, 0)
+        elif word == 'arm':
+            self.arm = rest
         elif word == 'on':
             head, sep, acts = rest.partition(':')
             if not sep:
@@ -347,7 +350,21 @@ class Target:
         self.logged_out = False
         self.tasks = []             # generators waiting: [cond, gen, cmd-or-None]
         self.timers = []            # [when, actions, conn]
-        self.ffp_seen = set()
+        self.ffp_conn = None
+        self.armed = False
+
+    def arm(self):
+        """Starts the scenario's timers (`after`), on the connection in full feature phase."""
+        if self.armed:
+            return
+        c = self.ffp_conn
+        if c is None or c.dead:
+            self.log('arm: no connection in full feature phase; timers not started')
+            return
+        self.armed = True
+        self.log('timers armed on conn%d' % c.num)
+        for secs, _cn, acts, line in self.scn.timers:
+            self.timers.append([now() + secs, acts, c, line])
 
     # -- SN window --
     def max_cmdsn(self):
@@ -641,11 +658,10 @@ class Conn:
             self.log('conn%d full feature phase (%s session), keys %s' % (
                 self.num, 'discovery' if self.discovery else 'normal',
                 ' '.join('%s=%s' % kv for kv in keys)))
-            if not self.discovery and self.num not in self.t.ffp_seen:
-                self.t.ffp_seen.add(self.num)
-                for secs, cn, acts, line in self.t.scn.timers:
-                    if cn == self.num:
-                        self.t.timers.append([now() + secs, acts, self, line])
+            if not self.discovery:
+                self.t.ffp_conn = self
+                if self.t.scn.arm == 'login':
+                    self.t.arm()
         if False:
             yield
 
@@ -1319,6 +1335,22 @@ on tmf n=1: resp ; rdma_write stag=ref.read_stag va=ref.read_va len=4096 ; send 
     c4.on_recv(pdu(OP_TMF, 0x81, 31, cmdsn=2, f20=30, imm=True))
     assert c4.sent[0][0][ISER_HDR] == OP_TMF_RSP and len(c4.sent[1][0]) == 40, c4.sent
     assert 0x99 in c4.mem
+    # unsolicited Data-Out (InitialR2T=No)
+    t5 = FakeTarget(A, Scenario('login_key InitialR2T=No FirstBurstLength=262144'), log)
+    c5 = FakeConn(t5, 1)
+    c5.on_recv(pdu(OP_LOGIN, 0x87, 1, data=enc_keys([('InitialR2T', 'No'), ('FirstBurstLength', '262144')]),
+                   imm=True))
+    cdb = struct.pack('>BBIBHB', 0x2a, 0, 200, 0, 64, 0)
+    c5.on_recv(pdu(OP_SCSI_CMD, 0xa0, 40, cmdsn=1, data=b'\x01' * 8192, cdb=cdb, edtl=32768))
+    for i in range(1, 4):
+        b = bytearray(pdu(OP_DATA_OUT, 0x80 if i == 3 else 0, 40, data=bytes([i + 1]) * 8192))
+        struct.pack_into('>I', b, ISER_HDR + 40, i * 8192)
+        c5.on_recv(bytes(b))
+    time.sleep(0.01)
+    t5.step_tasks()
+    r = c5.sent[-1][0]
+    assert r[ISER_HDR] == OP_SCSI_RSP and r[ISER_HDR + 3] == 0, r[:HDRS].hex()
+    assert t5.lun[200 * 512:200 * 512 + 32768] == b''.join(bytes([i + 1]) * 8192 for i in range(4))
     for f in sorted(os.listdir(os.path.dirname(os.path.abspath(__file__)))):
         if f.endswith('.scn'):
             Scenario(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), f)).read())
@@ -1326,6 +1358,17 @@ on tmf n=1: resp ; rdma_write stag=ref.read_stag va=ref.read_va len=4096 ; send 
 
 
 # --- the RDMA target (pyverbs) -----------------------------------------------------------------
+def find_cm_fd():
+    """The event channel's file descriptor (pyverbs does not expose it)."""
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            if os.readlink('/proc/self/fd/' + fd) == '/dev/infiniband/rdma_cm':
+                return int(fd)
+        except OSError:
+            pass
+    raise SystemExit('no rdma_cm fd')
+
+
 def rdma_main(args, scn, log):
     import pyverbs.cm_enums as ce
     import pyverbs.enums as e
@@ -1345,15 +1388,7 @@ def rdma_main(args, scn, log):
 
     t = RTarget(args, scn, log)
     ch = CMEventChannel()
-    cmfd = None
-    for fd in os.listdir('/proc/self/fd'):
-        try:
-            if os.readlink('/proc/self/fd/' + fd) == '/dev/infiniband/rdma_cm':
-                cmfd = int(fd)
-        except OSError:
-            pass
-    if cmfd is None:
-        raise SystemExit('no rdma_cm fd')
+    cmfd = find_cm_fd()
     fl = fcntl.fcntl(cmfd, fcntl.F_GETFL)
     fcntl.fcntl(cmfd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
     lid = CMID(creator=ch, port_space=ce.RDMA_PS_TCP)
@@ -1519,6 +1554,8 @@ def rdma_main(args, scn, log):
         t.done = True
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    arm_req = []
+    signal.signal(signal.SIGUSR1, lambda s, f: arm_req.append(1))
 
     def cm_events():
         nonlocal nconn
@@ -1608,6 +1645,10 @@ def rdma_main(args, scn, log):
                 c = conns.get(wc.wr_id >> 40)
                 if c is not None:
                     c.on_wc(wc)
+        if arm_req:
+            arm_req.clear()
+            t.log('SIGUSR1: the test is logged in')
+            t.arm()
         t.run_timers()
         t.step_tasks()
         tn = now()
@@ -1634,7 +1675,6 @@ def rdma_main(args, scn, log):
     log('rules fired: %s' % ('; '.join(rules) or 'none'))
     log('summary: connections=%d rules_fired=%d' % (nconn, sum(r.fired for r in scn.rules)))
     log.flush()
-    os._exit(0)
 
 
 def main():
@@ -1661,6 +1701,8 @@ def main():
     log = Log(args.log)
     log('scenario %s' % args.scenario)
     rdma_main(args, scn, log)
+    # No destructors: closing pyverbs objects in the wrong order can crash or block.
+    os._exit(0)
 
 
 if __name__ == '__main__':
