@@ -378,7 +378,16 @@ class Target:
         if not immediate and ((cmdsn - self.exp_cmdsn) & M32) < 0x80000000:
             self.exp_cmdsn = (cmdsn + 1) & M32
 
-    # -- LUN storage (provided by subclass: lun_read(off, n), lun_write(off, bytes)) --
+    # -- LUN storage: lun_write(off, bytes) and lun_stage(off, bytes) come from the transport --
+    STAGE_SLOTS, STAGE_SLOT = 16, 64 * 1024
+
+    def stage(self, data):
+        """Copies a command's Data-In (INQUIRY, ...) to a staging slot the RDMA WRITE reads
+        from; slots rotate so that a slot is not rewritten before its RDMA WRITE ran."""
+        self.stage_n = (getattr(self, 'stage_n', -1) + 1) % self.STAGE_SLOTS
+        off = self.stage_off + self.stage_n * self.STAGE_SLOT
+        self.lun_stage(off, bytes(data[:self.STAGE_SLOT]))
+        return off
 
     # -- task scheduling --
     def spawn(self, gen, cmd=None):
@@ -766,8 +775,8 @@ class Conn:
             if not (cmd.iser_flags & 0x04):
                 self.log('conn%d data-in without RSV' % self.num)
             else:
-                self.t.lun_stage(data)
-                self.rdma('write', cmd, self.t.stage_off, xfer, cmd.read_stag, cmd.read_va)
+                off = self.t.stage(data)
+                self.rdma('write', cmd, off, xfer, cmd.read_stag, cmd.read_va)
                 cmd.moved = xfer
         return status, sense, data, under, 0
         yield
@@ -1191,12 +1200,11 @@ class FakeTarget(Target):
         super().__init__(*a)
         self.lun = bytearray(self.lun_bytes + 1024 * 1024)
         self.stage_off = self.lun_bytes
+        self.lun_stage = lambda off, data: self.lun.__setitem__(slice(off, off + len(data)), data)
 
     def lun_write(self, off, data):
         self.lun[off:off + len(data)] = data
 
-    def lun_stage(self, data):
-        self.lun[self.stage_off:self.stage_off + len(data)] = data
 
 
 class FakeConn(Conn):
@@ -1399,8 +1407,8 @@ def rdma_main(args, scn, log):
     cq = CQ(ctx, 8192, None, None, 0)
     lun_mr = MR(pd, t.lun_bytes + 2 * 1024 * 1024, ACC)
     t.stage_off = t.lun_bytes + 1024 * 1024
+    t.lun_stage = lambda off, data: lun_mr.write(bytes(data), len(data), off)
     t.lun_write = lambda off, data: lun_mr.write(bytes(data), len(data), off) if data else None
-    t.lun_stage = lambda data: lun_mr.write(bytes(data), len(data), t.stage_off) if data else None
     log('listening on %s:%d (rdma_cm fd %d), LUN %d MiB' % (args.ip, args.port, cmfd, args.lun_mb))
     print('listening', flush=True)
 
