@@ -49,6 +49,9 @@ nupd node.session.initial_login_retry_max 1
 
 head -c 16384 /dev/urandom >/tmp/adv-pat
 FIFO=/tmp/adv-fifo; rm -f "$FIFO"; mkfifo "$FIFO"
+# nap S: sleep without an exec (read -t on a FIFO nobody writes).
+exec 9<>"$FIFO"
+nap() { read -r -t "$1" -u 9; }
 mism=0 xfails=0 total=0 failed_names=()
 
 # The kernel log since this scenario began.
@@ -62,7 +65,7 @@ disk() {
   while [ $SECONDS -lt $end ]; do
     d=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
     [ -n "$d" ] && [ -b "/dev/$d" ] && { echo "$d"; return 0; }
-    sleep 0.2
+    nap 0.2
   done
   return 1
 }
@@ -75,7 +78,7 @@ recovered() {
   local dev=$1 end=$((SECONDS + $2))
   while [ $SECONDS -lt $end ]; do
     session_logged_in && timeout 20 dd if="/dev/$dev" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null && return 0
-    sleep 0.5
+    nap 0.5
   done
   return 1
 }
@@ -97,15 +100,15 @@ run_scenario() {
     --iqn "$AIQN" --timeout "${TARGET_TIMEOUT:-150}" >"$RES/$name.out" 2>&1 &
   tpid=$!
   local end=$((SECONDS + 30))
-  until grep -qs listening "$RES/$name.out"; do
+  until [[ $(<"$RES/$name.out") == *listening* ]]; do
     [ $SECONDS -lt $end ] && kill -0 $tpid 2>/dev/null || { log "scenario $name: target did not start: $(tail -n 5 "$RES/$name.out")"; mism=$((mism + 1)); failed_names+=("$name"); kill $tpid 2>/dev/null; return; }
-    sleep 0.1
+    nap 0.1
   done
   # debugfs counters of ours, sampled with builtins while the scenario runs.
   local spid=""
   if [ "$IMPL" = rs ] && [[ " $expect " == *" counter="* ]]; then
     # Builtins only (a sleep exec three times a second costs the VM): read -t on a FIFO.
-    ( exec 9<>"$FIFO"; while :; do for s in /sys/kernel/debug/iser/*/stats; do [ -r "$s" ] && { read -r -d '' x <"$s"; printf '%s\n' "$x"; }; done; read -r -t 0.3 -u 9; done ) >>"$RES/$name.stats" 2>/dev/null &
+    ( while :; do for s in /sys/kernel/debug/iser/*/stats; do [ -r "$s" ] && { read -r -d '' x <"$s"; printf '%s\n' "$x"; }; done; read -r -t 0.3 -u 9; done ) >>"$RES/$name.stats" 2>/dev/null &
     spid=$!
   fi
   local login=fail io="" data="" disc="" ntargets=""
@@ -167,7 +170,7 @@ run_scenario() {
     timeout 60 iscsiadm -m node -T "$AIQN" -p "$AP" --logout >/dev/null 2>&1
   fi
   kill "$tpid" 2>/dev/null
-  local w; for w in $(seq 50); do kill -0 "$tpid" 2>/dev/null || break; sleep 0.1; done
+  local w; for w in $(seq 50); do kill -0 "$tpid" 2>/dev/null || break; nap 0.1; done
   kill -9 "$tpid" 2>/dev/null; wait "$tpid" 2>/dev/null
   echo "iser-test: adv end $name" >/dev/kmsg
   sec=$(section "$name")
@@ -189,7 +192,7 @@ run_scenario() {
       targets) s=${ntargets:-none} ;;
       counter)
         [ "$IMPL" = rs ] || continue
-        s=$(awk -v c="$v" '$1 == c && $2 > 0 { n = $2 } END { print n > 0 ? c : "no-" c }' "$RES/$name.stats" 2>/dev/null) ;;
+        s=$(awk -v c="$v" '$1 == c && $2 > 0 { n = $2 } END { print (n > 0 ? c : "no-" c) }' "$RES/$name.stats" 2>/dev/null) ;;
       *) s="?" ;;
     esac
     exp+=("$kv"); saw+=("$k=$s")
