@@ -1409,6 +1409,13 @@ def rdma_main(args, scn, log):
     t.stage_off = t.lun_bytes + 1024 * 1024
     t.lun_stage = lambda off, data: lun_mr.write(bytes(data), len(data), off)
     t.lun_write = lambda off, data: lun_mr.write(bytes(data), len(data), off) if data else None
+    def on_term(sig, frm):
+        t.log('signal %d: exiting' % sig)
+        t.done = True
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    arm_req = []
+    signal.signal(signal.SIGUSR1, lambda s, f: arm_req.append(1))
     log('listening on %s:%d (rdma_cm fd %d), LUN %d MiB' % (args.ip, args.port, cmfd, args.lun_mb))
     print('listening', flush=True)
 
@@ -1557,13 +1564,6 @@ def rdma_main(args, scn, log):
     nconn = 0
     deadline = now() + args.timeout
 
-    def on_term(sig, frm):
-        t.log('signal %d: exiting' % sig)
-        t.done = True
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    arm_req = []
-    signal.signal(signal.SIGUSR1, lambda s, f: arm_req.append(1))
 
     def cm_events():
         nonlocal nconn
