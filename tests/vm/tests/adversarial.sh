@@ -119,10 +119,13 @@ run_scenario() {
       ntargets=$(grep -c "$AIQN" "$RES/$name.disc")
       ;;
     *)
-      if timeout 60 iscsiadm -m node -T "$AIQN" -p "$AP" -I iser --login >"$RES/$name.login" 2>&1 && dev=$(disk); then
-        login=ok
-        echo "$SCSI_TMO" >"/sys/block/$dev/device/timeout"
-        kill -USR1 "$tpid" 2>/dev/null   # the scenario's timers start now
+      if timeout 60 iscsiadm -m node -T "$AIQN" -p "$AP" -I iser --login >"$RES/$name.login" 2>&1; then
+        login=nodisk
+        if dev=$(disk); then
+          login=ok
+          echo "$SCSI_TMO" >"/sys/block/$dev/device/timeout"
+          kill -USR1 "$tpid" 2>/dev/null   # the scenario's timers start now
+        fi
       fi
       ;;
   esac
