@@ -123,6 +123,12 @@ class Log:
         self.f = open(path, 'a', buffering=1) if path else sys.stderr
         self.t0 = now()
 
+    def reopen(self, path):
+        if self.f is not sys.stderr:
+            self.f.close()
+        self.f = open(path, 'a', buffering=1)
+        self.t0 = now()
+
     def __call__(self, msg):
         self.f.write('%8.3f %s\n' % (now() - self.t0, msg))
 
@@ -365,6 +371,19 @@ class Target:
         self.log('timers armed on conn%d' % c.num)
         for secs, _cn, acts, line in self.scn.timers:
             self.timers.append([now() + secs, acts, c, line])
+
+    def reload(self, scn):
+        """Serve mode: the next scenario (connections numbered from 1 again)."""
+        self.scn = scn
+        self.window = scn.window
+        self.maxcmdsn_override = None
+        self.timers = []
+        self.tasks = []
+        self.armed = False
+        self.ffp_conn = None
+        self.logged_out = False
+        self.exit_at = None
+        self.last_done = None
 
     # -- SN window --
     def max_cmdsn(self):
@@ -1416,6 +1435,8 @@ def rdma_main(args, scn, log):
     signal.signal(signal.SIGINT, on_term)
     arm_req = []
     signal.signal(signal.SIGUSR1, lambda s, f: arm_req.append(1))
+    reload_req = []
+    signal.signal(signal.SIGHUP, lambda s, f: reload_req.append(1))
     log('listening on %s:%d (rdma_cm fd %d), LUN %d MiB' % (args.ip, args.port, cmfd, args.lun_mb))
     print('listening', flush=True)
 
@@ -1425,8 +1446,9 @@ def rdma_main(args, scn, log):
     keep = []           # CMIDs are never closed (closing one clears the listener's context)
 
     class RConn(Conn):
-        def __init__(self, num, cid):
+        def __init__(self, gid, num, cid):
             super().__init__(t, num)
+            self.gid = gid
             self.cid = cid
             qinit = QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq,
                                cap=QPCap(max_send_wr=1024, max_recv_wr=N_RX + 8, max_send_sge=1,
@@ -1448,7 +1470,7 @@ def rdma_main(args, scn, log):
                 self.post_recv(i)
 
         def wrid(self, kind, idx):
-            return (self.num << 40) | (kind << 32) | idx
+            return (self.gid << 40) | (kind << 32) | idx
 
         def post_recv(self, i):
             wr = RecvWR(self.wrid(KIND_RECV, i), 1, [SGE(self.rx.buf + i * RX_BUF, RX_BUF, self.rx.lkey)])
@@ -1562,6 +1584,13 @@ def rdma_main(args, scn, log):
             self.qp_to_error(why)
 
     nconn = 0
+    conn_base = [0]
+
+    def summary():
+        rules = ['%d x %s' % (r.fired, r.line) for r in t.scn.rules]
+        log('rules fired: %s' % ('; '.join(rules) or 'none'))
+        log('summary: connections=%d rules_fired=%d' % (nconn - conn_base[0],
+                                                         sum(r.fired for r in t.scn.rules)))
     deadline = now() + args.timeout
 
 
@@ -1581,21 +1610,22 @@ def rdma_main(args, scn, log):
             if et == ce.RDMA_CM_EVENT_CONNECT_REQUEST:
                 pdata = bytes(ev.private_data or b'')
                 nconn += 1
-                log('CM %s #%d private_data=%s' % (name, nconn, pdata[:8].hex()))
-                cm = scn.cm
+                num = nconn - conn_base[0]
+                log('CM %s #%d private_data=%s' % (name, num, pdata[:8].hex()))
+                cm = t.scn.cm
                 which = cm.get('conn')
-                applies = which is None or int(which) == nconn
+                applies = which is None or int(which) == num
                 cid = CMID(creator=ev, listen_id=lid)
                 keep.append(cid)
                 ev.ack_cm_event()
                 if applies and 'reject' in cm:
-                    log('CM rejecting connection %d (scenario)' % nconn)
+                    log('CM rejecting connection %d (scenario)' % num)
                     cid.reject()
                     continue
                 if applies and 'ignore' in cm:
-                    log('CM ignoring connection request %d (scenario)' % nconn)
+                    log('CM ignoring connection request %d (scenario)' % num)
                     continue
-                c = RConn(nconn, cid)
+                c = RConn(nconn, num, cid)
                 conns[nconn] = c
                 t.conns.append(c)
                 rep = cm.get('rep', 'c0000000') if applies else 'c0000000'
@@ -1606,7 +1636,7 @@ def rdma_main(args, scn, log):
                     p = ConnParam(resources=1, depth=16, retry=7, rnr_retry=7, qp_num=c.qp.qp_num,
                                   data_len=len(pd_bytes))
                     p.set_private_data(pd_bytes)
-                log('CM accepting connection %d, REP private data %s' % (nconn, rep))
+                log('CM accepting connection %d, REP private data %s' % (num, rep))
                 cid.accept(p)
                 awaiting_est.append(c)
             elif et == ce.RDMA_CM_EVENT_ESTABLISHED:
@@ -1653,6 +1683,26 @@ def rdma_main(args, scn, log):
                 c = conns.get(wc.wr_id >> 40)
                 if c is not None:
                     c.on_wc(wc)
+        if reload_req:
+            # Serve mode: --control names the next scenario and its log.
+            reload_req.clear()
+            try:
+                spath, lpath = open(args.control).read().split()
+                nscn = Scenario(open(spath).read())
+            except (OSError, ValueError, SystemExit) as ex:
+                log('reload failed: %s' % ex)
+            else:
+                summary()
+                for c in t.conns:
+                    if not c.dead:
+                        log('conn%d still up at reload: disconnecting' % c.num)
+                        c.do_disconnect('next scenario')
+                log.reopen(lpath)
+                t.reload(nscn)
+                conn_base[0] = nconn
+                deadline = now() + args.timeout
+                arm_req.clear()
+                log('scenario %s loaded' % spath)
         if arm_req:
             arm_req.clear()
             t.log('SIGUSR1: the test is logged in')
@@ -1663,7 +1713,7 @@ def rdma_main(args, scn, log):
         if tn >= deadline:
             log('timeout (%d s): exiting' % args.timeout)
             break
-        if t.exit_at and tn >= t.exit_at:
+        if t.exit_at and tn >= t.exit_at and not args.control:
             log('session logged out and connection closed: exiting')
             break
         if busy:
@@ -1679,9 +1729,7 @@ def rdma_main(args, scn, log):
         for cm in c.cmds.values():
             if not cm.done:
                 log('conn%d command itt=0x%08x op=0x%02x still outstanding at exit' % (c.num, cm.itt, cm.op))
-    rules = ['%d x %s' % (r.fired, r.line) for r in scn.rules]
-    log('rules fired: %s' % ('; '.join(rules) or 'none'))
-    log('summary: connections=%d rules_fired=%d' % (nconn, sum(r.fired for r in scn.rules)))
+    summary()
     log.flush()
 
 
@@ -1695,6 +1743,8 @@ def main():
     ap.add_argument('--iqn', default='iqn.2026-12.org.iser-rs.test:adv')
     ap.add_argument('--lun-mb', type=int, default=32)
     ap.add_argument('--no-exit-after-logout', dest='exit_after_logout', action='store_false')
+    ap.add_argument('--control', default=None,
+                    help='serve mode: on SIGHUP read "SCENARIO LOG" from this file and switch')
     ap.add_argument('--selftest', action='store_true')
     ap.add_argument('--check', action='store_true', help='parse the scenario and exit')
     args = ap.parse_args()

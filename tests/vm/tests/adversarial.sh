@@ -56,6 +56,7 @@ mism=0 xfails=0 total=0 failed_names=()
 
 # The kernel log since this scenario began.
 section() { dmesg | awk -v m="iser-test: adv begin $1\$" '$0 ~ m { p = 1 } p'; }
+runno=0
 
 sessions_left() { iscsiadm -m session 2>/dev/null | grep -c "$AIQN" || true; }
 
@@ -86,24 +87,57 @@ recovered() {
 # match VALUE ALTERNATIVES: ALTERNATIVES is "a|b|any".
 match() { local a; IFS='|' read -ra alts <<<"$2"; for a in "${alts[@]}"; do [ "$a" = any ] || [ "$a" = "$1" ] && return 0; done; return 1; }
 
+# The target runs in serve mode: one process for the catalogue (its start costs seconds in the
+# debug VM); SIGHUP switches it to the scenario and log named in $CTL. A target that exited
+# (the `exit` action) or does not answer is started again.
+CTL=/tmp/adv-ctl
+tpid=""
+stop_target() {
+  [ -n "$tpid" ] || return 0
+  kill "$tpid" 2>/dev/null
+  local w; for w in $(seq 50); do kill -0 "$tpid" 2>/dev/null || break; nap 0.1; done
+  kill -9 "$tpid" 2>/dev/null; wait "$tpid" 2>/dev/null
+  tpid=""
+}
+start_target() {
+  stop_target
+  setsid "$PY" "$ADV/target.py" --scenario "$1" --log "$2" --control "$CTL" --ip "$IP" \
+    --port "$APORT" --iqn "$AIQN" --timeout "${TARGET_TIMEOUT:-300}" >>"$RES/target.out" 2>&1 &
+  tpid=$!
+  local end=$((SECONDS + 60))
+  until [[ $(<"$2") == *listening* ]]; do
+    [ $SECONDS -lt $end ] && kill -0 "$tpid" 2>/dev/null || { stop_target; return 1; }
+    nap 0.1
+  done 2>/dev/null
+}
+# load_scenario FILE LOG
+load_scenario() {
+  if [ -n "$tpid" ] && kill -0 "$tpid" 2>/dev/null; then
+    printf '%s %s\n' "$1" "$2" >"$CTL"
+    kill -HUP "$tpid"
+    local end=$((SECONDS + 15))
+    until [[ $(<"$2") == *loaded* ]]; do
+      [ $SECONDS -lt $end ] || break
+      nap 0.1
+    done 2>/dev/null
+    [[ $(<"$2") == *loaded* ]] 2>/dev/null && return 0
+    log "the target did not switch to $(basename "$1"): restarting it"
+  fi
+  start_target "$@"
+}
+
 run_scenario() {
-  local f=$1 name expect run xfail want_dmesg tpid dev="" sec k v saw=() exp=() bad=() i
+  local f=$1 name expect run xfail want_dmesg dev="" sec k v saw=() exp=() bad=() i
   name=$(basename "$f" .scn)
   expect=$(sed -n 's/^# expect: *//p' "$f" | tr '\n' ' ')
   run=$(sed -n 's/^# run: *//p' "$f" | head -n1); run=${run:-read}
   xfail=$(sed -n 's/^# xfail: *//p' "$f" | head -n1)
   want_dmesg=$(sed -n 's/^# expect-dmesg: *//p' "$f" | head -n1)
   local tlog=$RES/$name.log
-  rm -f "$tlog" "$RES/$name.out" "$RES/$name.stats"
-  echo "iser-test: adv begin $name" >/dev/kmsg
-  setsid "$PY" "$ADV/target.py" --scenario "$f" --log "$tlog" --ip "$IP" --port "$APORT" \
-    --iqn "$AIQN" --timeout "${TARGET_TIMEOUT:-150}" >"$RES/$name.out" 2>&1 &
-  tpid=$!
-  local end=$((SECONDS + 30))
-  until [[ $(<"$RES/$name.out") == *listening* ]]; do
-    [ $SECONDS -lt $end ] && kill -0 $tpid 2>/dev/null || { log "scenario $name: target did not start: $(tail -n 5 "$RES/$name.out")"; mism=$((mism + 1)); failed_names+=("$name"); kill $tpid 2>/dev/null; return; }
-    nap 0.1
-  done
+  rm -f "$tlog" "$RES/$name.stats"
+  runno=$((runno + 1))
+  echo "iser-test: adv begin $runno $name" >/dev/kmsg
+  load_scenario "$f" "$tlog" || { log "scenario $name: the target did not take it: $(tail -n 5 "$RES/target.out")"; mism=$((mism + 1)); failed_names+=("$name"); return; }
   # debugfs counters of ours, sampled with builtins while the scenario runs.
   local spid=""
   if [ "$IMPL" = rs ] && [[ " $expect " == *" counter="* ]]; then
@@ -172,11 +206,8 @@ run_scenario() {
   if [ "$(sessions_left)" != 0 ]; then
     timeout 60 iscsiadm -m node -T "$AIQN" -p "$AP" --logout >/dev/null 2>&1
   fi
-  kill "$tpid" 2>/dev/null
-  local w; for w in $(seq 50); do kill -0 "$tpid" 2>/dev/null || break; nap 0.1; done
-  kill -9 "$tpid" 2>/dev/null; wait "$tpid" 2>/dev/null
-  echo "iser-test: adv end $name" >/dev/kmsg
-  sec=$(section "$name")
+  echo "iser-test: adv end $runno $name" >/dev/kmsg
+  sec=$(section "$runno $name")
   printf '%s\n' "$sec" >"$RES/$name.dmesg"
   local conn_error=no
   printf '%s\n' "$sec" | unexpected_conn_errors | grep -q . && conn_error=yes
@@ -213,7 +244,11 @@ run_scenario() {
   [ -z "$splat" ] || { bad+=(splat); saw+=("SPLAT"); }
   [ "$(sessions_left)" = 0 ] || { bad+=(session_left); saw+=("session-left"); }
   iser_loaded || { bad+=(unloaded); saw+=("ib_iser-gone"); }
-  grep -q 'ERROR in task\|Traceback' "$tlog" "$RES/$name.out" 2>/dev/null && saw+=("target-error")
+  grep -q 'ERROR in task' "$tlog" 2>/dev/null && saw+=("target-error")
+  if ! kill -0 "$tpid" 2>/dev/null && ! grep -qE '[:;] *exit *(;|$)' "$f"; then
+    saw+=("target-died"); bad+=(target)
+    log "    target output: $(tail -n 3 "$RES/target.out" | tr '\n' ' ')"
+  fi
   local verdict=ok
   if [ ${#bad[@]} -gt 0 ]; then
     if [ -n "$xfail" ] && [ -z "$splat" ]; then verdict="XFAIL ($xfail)"; xfails=$((xfails + 1))
@@ -245,6 +280,7 @@ done
 if [ "$SEL" = . ] || [[ 00-baseline =~ $SEL ]]; then
   run_scenario "$ADV/00-baseline.scn"
 fi
+stop_target
 iscsiadm -m node -T "$AIQN" -p "$AP" -o delete >/dev/null 2>&1
 log "adversarial: $total scenarios, $mism mismatches, $xfails known failures (xfail), $((SECONDS - t_all)) s"
 [ ${#failed_names[@]} -eq 0 ] || log "mismatched: ${failed_names[*]}"
