@@ -5,6 +5,7 @@
     /usr/bin/python3 target.py --scenario FILE.scn --log FILE [--ip 10.77.0.1] [--port 3262]
                                [--timeout 120] [--iqn IQN] [--lun-mb 32]
     /usr/bin/python3 target.py --selftest     # offline checks of the PDU logic (no RDMA)
+    ... --control FILE                        # serve mode: SIGHUP loads "SCENARIO LOG" from FILE
 
 It listens with rdma_cm, accepts iSER connections (CM private data), logs the initiator in
 (Login phase; SendTargets discovery too) and serves one LUN from memory as a small but
