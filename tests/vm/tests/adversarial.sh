@@ -204,7 +204,7 @@ run_scenario() {
   esac
   [ -n "$spid" ] && { kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; }
   if [ "$(sessions_left)" != 0 ]; then
-    timeout 60 iscsiadm -m node -T "$AIQN" -p "$AP" --logout >/dev/null 2>&1
+    marked timeout 60 iscsiadm -m node -T "$AIQN" -p "$AP" --logout >/dev/null 2>&1
   fi
   echo "iser-test: adv end $runno $name" >/dev/kmsg
   sec=$(section "$runno $name")
