@@ -1457,8 +1457,6 @@ def rdma_main(args, scn, log):
             self.qp = QP(pd, qinit, QPAttr())
             for st in (e.IBV_QPS_INIT, e.IBV_QPS_RTR, e.IBV_QPS_RTS):
                 a, m = cid.init_qp_attr(st)
-                if st == e.IBV_QPS_RTR and m & e.IBV_QP_MIN_RNR_TIMER:
-                    a.min_rnr_timer = 31    # RNR NAKs ask for 491 ms: Python is slow
                 self.qp.modify(a, m)
             self.rx = MR(pd, N_RX * RX_BUF, ACC)
             self.tx = MR(pd, N_TX * TX_SLOT + N_BIG * BIG_SLOT, ACC)
