@@ -196,13 +196,14 @@ run_scenario() {
   if [ $login = ok ]; then
     local r
     case $run in
-      read|reads:*|idle:*)
+      read|reads:*|idle:*|read-idle:*)
         local n=1
-        case $run in reads:*) n=${run#reads:} ;; idle:*) sleep "${run#idle:}" ;; esac
+        case $run in reads:*) n=${run#reads:} ;; idle:*) sleep "${run#idle:}" ;; read-idle:*) n=2 ;; esac
         io=ok
         for i in $(seq "$n"); do
           timeout 90 dd if="/dev/$dev" of=/tmp/adv-rd bs=16k count=1 skip=256 iflag=direct 2>>"$RES/$name.io"
           r=$(io_rc $?); [ "$r" = ok ] || io=$r
+          [ "$i" = 1 ] && [[ $run == read-idle:* ]] && sleep "${run#read-idle:}"
         done
         ;;
       write)
