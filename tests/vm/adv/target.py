@@ -1451,6 +1451,7 @@ def rdma_main(args, scn, log):
             super().__init__(t, num)
             self.gid = gid
             self.cid = cid
+            self.released = False
             qinit = QPInitAttr(qp_type=e.IBV_QPT_RC, scq=cq, rcq=cq,
                                cap=QPCap(max_send_wr=1024, max_recv_wr=N_RX + 8, max_send_sge=1,
                                          max_recv_sge=1))
@@ -1524,7 +1525,21 @@ def rdma_main(args, scn, log):
                 del self.ops[self.opseq]
                 self.rdma_done(holder, kind, False, 'post')
 
+        def release(self):
+            """Frees the QP and buffers of a dead connection (the CM id stays: closing it
+            would clear the listener's shared context and PD)."""
+            if self.released or not self.dead:
+                return
+            self.released = True
+            for o in (self.qp, self.rx, self.tx):
+                try:
+                    o.close()
+                except Exception as ex:
+                    self.log('conn%d release: %s' % (self.num, ex))
+
         def on_wc(self, wc):
+            if self.released:
+                return
             kind = (wc.wr_id >> 32) & 0xff
             idx = wc.wr_id & 0xffffffff
             ok = wc.status == e.IBV_WC_SUCCESS
@@ -1607,6 +1622,8 @@ def rdma_main(args, scn, log):
             et = ev.event_type
             name = EVN.get(et, str(et))
             if et == ce.RDMA_CM_EVENT_CONNECT_REQUEST:
+                for old in t.conns:
+                    old.release()
                 pdata = bytes(ev.private_data or b'')
                 nconn += 1
                 num = nconn - conn_base[0]
@@ -1696,6 +1713,8 @@ def rdma_main(args, scn, log):
                     if not c.dead:
                         log('conn%d still up at reload: disconnecting' % c.num)
                         c.do_disconnect('next scenario')
+                for c in t.conns:
+                    c.release()
                 log.reopen(lpath)
                 t.reload(nscn)
                 conn_base[0] = nconn
