@@ -120,18 +120,33 @@ def num(v, default=0):
 
 # --- log ---------------------------------------------------------------------------------------
 class Log:
+    """The action log; LOG.st holds "RULES_FIRED ERRORS" for the test (a shell reads it with
+    one builtin instead of scanning a long log)."""
+
     def __init__(self, path):
+        self.path = path
         self.f = open(path, 'a', buffering=1) if path else sys.stderr
         self.t0 = now()
+        self.fired = self.errors = 0
 
     def reopen(self, path):
         if self.f is not sys.stderr:
             self.f.close()
+        self.path = path
         self.f = open(path, 'a', buffering=1)
         self.t0 = now()
+        self.fired = self.errors = 0
 
     def __call__(self, msg):
         self.f.write('%8.3f %s\n' % (now() - self.t0, msg))
+        if 'RULE fired' in msg or msg.startswith(('timer fired', 'ERROR in task')):
+            if msg.startswith('ERROR'):
+                self.errors += 1
+            else:
+                self.fired += 1
+            if self.path:
+                with open(self.path + '.st', 'w') as st:
+                    st.write('%d %d\n' % (self.fired, self.errors))
 
     def flush(self):
         try:
@@ -1710,14 +1725,17 @@ def rdma_main(args, scn, log):
             else:
                 summary()
                 for c in t.conns:
-                    if not c.dead:
-                        log('conn%d still up at reload: disconnecting' % c.num)
-                        c.do_disconnect('next scenario')
-                for c in t.conns:
                     c.release()
+                live = [c for c in t.conns if not c.dead and c.ffp and not c.discovery]
                 log.reopen(lpath)
                 t.reload(nscn)
+                # A live session carries over: its connection is the scenario's conn1.
                 conn_base[0] = nconn
+                if live:
+                    live[-1].num = 1
+                    conn_base[0] = nconn - 1
+                    t.ffp_conn = live[-1]
+                    log('conn1 (live) carried over from the previous scenario')
                 deadline = now() + args.timeout
                 arm_req.clear()
                 log('scenario %s loaded' % spath)

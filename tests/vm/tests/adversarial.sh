@@ -61,7 +61,7 @@ mism=0 xfails=0 total=0 failed_names=()
 # has rules (has_rules) or ends the target (has_exit).
 hdr() {
   local line
-  expect="" run="" xfail="" want_dmesg="" cost="" has_rules="" has_exit=""
+  expect="" run="" xfail="" want_dmesg="" cost="" has_rules="" has_exit="" fresh=""
   while IFS= read -r line; do
     case $line in
       '# expect: '*) expect+="${line#'# expect: '} " ;;
@@ -71,9 +71,14 @@ hdr() {
       '# cost: '*) cost=${line#'# cost: '} ;;
       on\ *|after\ *) has_rules=1 ;;
     esac
+    case $line in
+      cm\ *|login_key\ *|'on login'*|text_*|window\ *|'# session: fresh'*) fresh=1 ;;
+    esac
     case $line in \#*) ;; *': exit'*|*'; exit'*) has_exit=1 ;; esac
   done <"$1"
   run=${run:-read}
+  [[ $run == discovery* ]] && fresh=1
+  return 0
 }
 
 # section MARK: the kernel log since the line ending in MARK, in sec_lines.
@@ -86,36 +91,26 @@ section() {
 runno=0
 KERN_RE="ib_iser|iscsi|connection|session"
 
+# sessions_left: the number of iSCSI sessions, in nsess.
 sessions_left() {
-  local x n=0
-  for x in /sys/class/iscsi_session/session*; do [ -e "$x" ] && n=$((n + 1)); done
-  echo $n
+  local x; nsess=0
+  for x in /sys/class/iscsi_session/session*; do [ -e "$x" ] && nsess=$((nsess + 1)); done
 }
 
-# disk: the SCSI disk of the session, waiting up to 20 s.
+# disk: the SCSI disk of the session (in dev), waiting up to 20 s.
 disk() {
   local end=$((SECONDS + 20)) b
   while [ $SECONDS -lt $end ]; do
     for b in /sys/class/iscsi_session/session*/device/target*/*/block/*; do
-      [ -e "$b" ] && [ -b "/dev/${b##*/}" ] && { echo "${b##*/}"; return 0; }
+      [ -e "$b" ] && [ -b "/dev/${b##*/}" ] && { dev=${b##*/}; return 0; }
     done
     nap 0.2
   done
   return 1
 }
 
-# io_rc RC: ok, eio or hang (timeout's 124).
-io_rc() { case $1 in 0) echo ok ;; 124) echo hang ;; *) echo eio ;; esac; }
-
-# recovered DEV T: the session is logged in and a direct read completes, within T s.
-recovered() {
-  local dev=$1 end=$((SECONDS + $2))
-  while [ $SECONDS -lt $end ]; do
-    session_logged_in && timeout 20 dd if="/dev/$dev" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null && return 0
-    nap 0.5
-  done
-  return 1
-}
+# io_rc RC: ok, eio or hang (timeout's 124), in rc_s.
+io_rc() { case $1 in 0) rc_s=ok ;; 124) rc_s=hang ;; *) rc_s=eio ;; esac; }
 
 # match VALUE ALTERNATIVES: ALTERNATIVES is "a|b|any".
 match() { local a; IFS='|' read -ra alts <<<"$2"; for a in "${alts[@]}"; do [ "$a" = any ] || [ "$a" = "$1" ] && return 0; done; return 1; }
@@ -142,6 +137,7 @@ start_target() {
     [ $SECONDS -lt $end ] && kill -0 "$tpid" 2>/dev/null || { stop_target; return 1; }
     nap 0.1
   done 2>/dev/null
+  return 0
 }
 # load_scenario FILE LOG
 load_scenario() {
@@ -159,42 +155,74 @@ load_scenario() {
   start_target "$@"
 }
 
+# Sessions. A scenario that only misbehaves in full feature phase (rules on commands,
+# NOP-Outs, TMFs, timers) runs on the shared session, logged in once and kept while it works
+# (a login, its SCSI scan and a logout cost some 15 s in the debug VM); one that plays with
+# the CM, the login or discovery (`cm`, `login_key`, `on login`, `text_*`, `window`, run
+# discovery, or `# session: fresh`) gets a session of its own.
+sess_dev=""
+sess_ok() {
+  local f s=""
+  for f in /sys/class/iscsi_session/session*/state; do [ -r "$f" ] && read -r s <"$f"; done
+  [ "$s" = LOGGED_IN ] || return 1
+  for f in /sys/class/iscsi_connection/connection*/state; do [ -r "$f" ] && read -r s <"$f"; done
+  [ "$s" = up ]
+}
+# recovered DEV T: the session is logged in and a direct read completes, within T s.
+recovered() {
+  local end=$((SECONDS + $2))
+  while [ $SECONDS -lt $end ]; do
+    sess_ok && timeout 20 dd if="/dev/$1" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null && return 0
+    nap 0.5
+  done
+  return 1
+}
+# do_login: login and disk (in dev); login is ok, fail or nodisk.
+do_login() {
+  dev="" login=fail
+  timeout 60 iscsiadm -m node -T "$AIQN" -p "$AP" -I iser --login >>"$RES/$name.login" 2>&1 || return 1
+  login=nodisk
+  disk || return 1
+  login=ok
+  echo "$SCSI_TMO" >"/sys/block/$dev/device/timeout"
+}
+do_logout() {
+  sessions_left
+  [ "$nsess" = 0 ] || marked timeout 60 iscsiadm -m node -T "$AIQN" -p "$AP" --logout >/dev/null 2>&1
+  sess_dev=""
+}
+
 run_scenario() {
-  local f=$1 name expect run xfail want_dmesg cost has_rules has_exit dev="" k v saw=() exp=() bad=() i l
+  local f=$1 name expect run xfail want_dmesg cost has_rules has_exit fresh k v saw=() exp=() bad=() i l r
+  local login=fail io="" data="" disc="" ntargets="" recover="" spid=""
   name=${f##*/}; name=${name%.scn}
   hdr "$f"
   local tlog=$RES/$name.log
-  rm -f "$tlog" "$RES/$name.stats"
+  rm -f "$tlog" "$tlog.st" "$RES/$name.stats"
   runno=$((runno + 1))
   echo "iser-test: adv begin $runno $name" >/dev/kmsg
+  if [ -n "$fresh" ] && [ -n "$sess_dev" ]; then do_logout; fi
   load_scenario "$f" "$tlog" || { log "scenario $name: the target did not take it: $(tail -n 5 "$RES/target.out")"; mism=$((mism + 1)); failed_names+=("$name"); return; }
   # debugfs counters of ours, sampled with builtins while the scenario runs.
-  local spid=""
   if [ "$IMPL" = rs ] && [[ " $expect " == *" counter="* ]]; then
     # Builtins only (a sleep exec 20 times a second would cost the VM): read -t on a FIFO.
     ( while :; do for s in /sys/kernel/debug/iser/*/stats; do [ -r "$s" ] && { read -r -d '' x <"$s"; printf '%s\n' "$x"; }; done; read -r -t 0.05 -u 9; done ) >>"$RES/$name.stats" 2>/dev/null &
     spid=$!
   fi
-  local login=fail io="" data="" disc="" ntargets=""
-  case $run in
-    discovery*)
-      timeout 60 iscsiadm -m discovery -t st -p "$AP" -I iser -o nonpersistent >"$RES/$name.disc" 2>&1
-      [ $? = 0 ] && disc=ok || disc=fail
-      ntargets=$(grep -c "$AIQN" "$RES/$name.disc")
-      ;;
-    *)
-      if timeout 60 iscsiadm -m node -T "$AIQN" -p "$AP" -I iser --login >"$RES/$name.login" 2>&1; then
-        login=nodisk
-        if dev=$(disk); then
-          login=ok
-          echo "$SCSI_TMO" >"/sys/block/$dev/device/timeout"
-          kill -USR1 "$tpid" 2>/dev/null   # the scenario's timers start now
-        fi
-      fi
-      ;;
-  esac
+  if [[ $run == discovery* ]]; then
+    timeout 60 iscsiadm -m discovery -t st -p "$AP" -I iser -o nonpersistent >"$RES/$name.disc" 2>&1
+    [ $? = 0 ] && disc=ok || disc=fail
+    ntargets=0
+    while IFS= read -r l; do [[ $l == *"$AIQN"* ]] && ntargets=$((ntargets + 1)); done <"$RES/$name.disc"
+  elif [ -z "$fresh" ] && [ -n "$sess_dev" ] && sess_ok; then
+    login=ok dev=$sess_dev
+  else
+    [ -z "$sess_dev" ] || do_logout
+    do_login
+    [ -n "$fresh" ] || [ "$login" != ok ] || sess_dev=$dev
+  fi
+  [ "$login" = ok ] && kill -USR1 "$tpid" 2>/dev/null   # the scenario's timers start now
   if [ $login = ok ]; then
-    local r
     case $run in
       read|reads:*|idle:*|read-idle:*)
         local n=1
@@ -202,19 +230,19 @@ run_scenario() {
         io=ok
         for i in $(seq "$n"); do
           timeout 90 dd if="/dev/$dev" of=/tmp/adv-rd bs=16k count=1 skip=256 iflag=direct 2>>"$RES/$name.io"
-          r=$(io_rc $?); [ "$r" = ok ] || io=$r
+          io_rc $?; [ "$rc_s" = ok ] || io=$rc_s
           [ "$i" = 1 ] && [[ $run == read-idle:* ]] && sleep "${run#read-idle:}"
         done
         ;;
       write)
         timeout 90 dd if=/tmp/adv-pat of="/dev/$dev" bs=16k count=1 seek=256 oflag=direct 2>>"$RES/$name.io"
-        io=$(io_rc $?)
+        io_rc $?; io=$rc_s
         ;;
       verify)
         timeout 90 dd if=/tmp/adv-pat of="/dev/$dev" bs=16k count=1 seek=256 oflag=direct 2>>"$RES/$name.io"
-        io=$(io_rc $?)
+        io_rc $?; io=$rc_s
         timeout 90 dd if="/dev/$dev" of=/tmp/adv-rd bs=16k count=1 skip=256 iflag=direct 2>>"$RES/$name.io"
-        r=$(io_rc $?); [ "$r" = ok ] || io=$r
+        io_rc $?; [ "$rc_s" = ok ] || io=$rc_s
         cmp -s /tmp/adv-pat /tmp/adv-rd && data=ok || data=bad
         ;;
       fio:*)
@@ -222,20 +250,22 @@ run_scenario() {
         local fa=${run#fio:}
         timeout 180 fio --name=adv --filename="/dev/$dev" --direct=1 --ioengine=libaio --verify=crc32c \
           --do_verify=1 --verify_fatal=1 --verify_state_save=0 --offset=4M ${fa//,/ } >"$RES/$name.fio" 2>&1
-        io=$(io_rc $?); data=$([ "$io" = ok ] && echo ok || echo bad)
+        io_rc $?; io=$rc_s; [ "$io" = ok ] && data=ok || data=bad
         ;;
       none) io=ok ;;
     esac
   fi
-  # Observations.
-  local recover=""
-  case " $expect " in
-    *" recover=no "*) if [ -n "$dev" ] && recovered "$dev" 5; then recover=yes; else recover=no; fi ;;
-    *" recover="*) if [ -n "$dev" ] && recovered "$dev" "${RECOVER_S:-40}"; then recover=yes; else recover=no; fi ;;
-  esac
+  # Observations. A shared session must still work (or recover) for the next scenario.
+  local wait_s=${RECOVER_S:-40}
+  [[ " $expect " == *" recover=no "* ]] && wait_s=5
+  if [[ " $expect " == *" recover="* ]] || { [ -z "$fresh" ] && [ -n "$sess_dev" ]; }; then
+    if [ -n "$dev" ] && recovered "$dev" "$wait_s"; then recover=yes; else recover=no; fi
+  fi
   [ -n "$spid" ] && { kill "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; }
-  if [ "$(sessions_left)" != 0 ]; then
-    marked timeout 60 iscsiadm -m node -T "$AIQN" -p "$AP" --logout >/dev/null 2>&1
+  local broken=""
+  if [ -n "$fresh" ] || [ "$recover" = no ] || [ -z "$sess_dev" ]; then
+    [ -z "$fresh" ] && [ -n "$sess_dev" ] && [ "$recover" = no ] && [[ " $expect " != *" recover=no "* ]] && broken=1
+    do_logout
   fi
   echo "iser-test: adv end $runno $name" >/dev/kmsg
   local sec_lines=() conn_error=no inl=0 splat=() dmesg_hit="" kern=()
@@ -251,11 +281,8 @@ run_scenario() {
     [ -n "$want_dmesg" ] && [[ $l =~ $want_dmesg ]] && dmesg_hit=1
     [[ $l =~ $KERN_RE ]] && [[ $l != *iser-test* ]] && kern+=("$l")
   done
-  local fired=0 terr=""
-  while IFS= read -r l; do
-    [[ $l == *'RULE fired'* || $l == *'timer fired'* ]] && fired=$((fired + 1))
-    [[ $l == *'ERROR in task'* ]] && terr=1
-  done <"$tlog"
+  local fired=0 terr=0
+  [ -r "$tlog.st" ] && read -r fired terr <"$tlog.st"
   # Compare.
   for kv in $expect; do
     k=${kv%%=*} v=${kv#*=}
@@ -284,10 +311,13 @@ run_scenario() {
     exp+=("fired>0"); saw+=("fired=$fired")
     [ "$fired" -gt 0 ] || bad+=(fired)
   fi
+  [ -z "$broken" ] || { bad+=(session_broken); saw+=("shared-session-broken"); }
   [ ${#splat[@]} = 0 ] || { bad+=(splat); saw+=("SPLAT"); }
-  [ "$(sessions_left)" = 0 ] || { bad+=(session_left); saw+=("session-left"); }
+  if [ -z "$sess_dev" ]; then
+    sessions_left; [ "$nsess" = 0 ] || { bad+=(session_left); saw+=("session-left"); }
+  fi
   iser_loaded || { bad+=(unloaded); saw+=("ib_iser-gone"); }
-  [ -z "$terr" ] || saw+=("target-error")
+  [ "$terr" = 0 ] || saw+=("target-error")
   if ! kill -0 "$tpid" 2>/dev/null && [ -z "$has_exit" ]; then
     saw+=("target-died"); bad+=(target)
     log "    target output: $(tail -n 3 "$RES/target.out" | tr '\n' ' ')"
@@ -309,21 +339,29 @@ run_scenario() {
 
 long=${ISER_LONG:-}
 t_all=$SECONDS
+# 00-baseline first, then the scenarios on the shared session, then those with sessions of
+# their own.
+shared=() own=()
 for f in "$ADV"/*.scn; do
   name=${f##*/}; name=${name%.scn}
   [[ $name =~ $SEL ]] || continue
   hdr "$f"
-  if [ "$cost" = long ] && [ -z "$long" ] && [ "$SEL" = . ]; then
-    continue
-  fi
+  [ "$cost" = long ] && [ -z "$long" ] && [ "$SEL" = . ] && continue
+  if [ "$name" = 00-baseline ]; then shared=("$f" "${shared[@]}")
+  elif [ -n "$fresh" ]; then own+=("$f"); else shared+=("$f"); fi
+done
+for f in "${shared[@]}" "${own[@]}"; do
   t0=$SECONDS
   run_scenario "$f"
   log "  ($((SECONDS - t0)) s)"
 done
 # Ours is still usable: a well-behaved scenario logs in, writes and reads back.
 if [ "$SEL" = . ] || [[ 00-baseline =~ $SEL ]]; then
+  do_logout
   run_scenario "$ADV/00-baseline.scn"
 fi
+do_logout
+sessions_left; [ "$nsess" = 0 ] || { log "sessions left: $(iscsiadm -m session 2>&1)"; mism=$((mism + 1)); }
 stop_target
 iscsiadm -m node -T "$AIQN" -p "$AP" -o delete >/dev/null 2>&1
 log "adversarial: $total scenarios, $mism mismatches, $xfails known failures (xfail), $((SECONDS - t_all)) s"
