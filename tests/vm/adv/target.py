@@ -985,7 +985,7 @@ class Conn:
             yield
 
     def send_reject(self, reason, bad_bhs, ov=None):
-        b = self.build_bhs(OP_REJECT, itt=RSV_ITT, b2=reason, f20=0)
+        b = self.build_bhs(OP_REJECT, itt=RSV_ITT, b2=reason, f20=0, dlen=len(bad_bhs))
         if ov:
             self.apply_bhs_overrides(b, ov, None)
         self.send_pdu(b, bytes(bad_bhs), what='Reject')
