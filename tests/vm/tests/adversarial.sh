@@ -61,10 +61,11 @@ mism=0 xfails=0 total=0 failed_names=()
 # has rules (has_rules) or ends the target (has_exit).
 hdr() {
   local line
-  expect="" run="" xfail="" want_dmesg="" cost="" has_rules="" has_exit="" fresh=""
+  expect="" expect_c="" run="" xfail="" want_dmesg="" cost="" has_rules="" has_exit="" fresh=""
   while IFS= read -r line; do
     case $line in
       '# expect: '*) expect+="${line#'# expect: '} " ;;
+      '# expect-c: '*) line=${line#'# expect-c: '}; expect_c+="${line%%(*} " ;;
       '# run: '*) [ -n "$run" ] || run=${line#'# run: '} ;;
       '# xfail: '*) xfail=${line#'# xfail: '} ;;
       '# expect-dmesg: '*) want_dmesg=${line#'# expect-dmesg: '} ;;
@@ -78,6 +79,12 @@ hdr() {
   done <"$1"
   run=${run:-read}
   [[ $run == discovery* ]] && fresh=1
+  # The C driver: `# expect-c:` keys replace the same keys of `# expect:`.
+  if [ "$IMPL" = c ] && [ -n "$expect_c" ]; then
+    local kv e2=""
+    for kv in $expect; do [[ " $expect_c " == *" ${kv%%=*}="* ]] || e2+="$kv "; done
+    expect="$e2$expect_c"
+  fi
   return 0
 }
 
@@ -193,7 +200,7 @@ do_logout() {
 }
 
 run_scenario() {
-  local f=$1 name expect run xfail want_dmesg cost has_rules has_exit fresh k v saw=() exp=() bad=() i l r
+  local f=$1 name expect expect_c run xfail want_dmesg cost has_rules has_exit fresh k v saw=() exp=() bad=() i l r
   local login=fail io="" data="" disc="" ntargets="" recover="" spid=""
   name=${f##*/}; name=${name%.scn}
   hdr "$f"
