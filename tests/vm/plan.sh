@@ -8,7 +8,8 @@
 # N. The shards are balanced by the time each test took in make check's debug VM
 # (tests/vm/durations: test, cleanup and kmemleak scan, seconds; 120 for a test not listed
 # there): longest first, each to the shard with the least so far. A known failure (XFAIL)
-# weighs nothing unless ISER_LONG is set, since make check skips it. Each shard runs its
+# or a long-only test (LONG=1) weighs nothing unless ISER_LONG is set, since make check
+# skips it. Each shard runs its
 # tests in tests.list order.
 here=$(cd "$(dirname "$0")" && pwd)
 filter=${1:-.}
@@ -17,7 +18,7 @@ grep -Ev '^[[:space:]]*(#|$)' "$here/tests.list" | awk -v f="$filter" '$1 ~ f' \
   | awk -v k="${shard%/*}" -v n="${shard#*/}" -v long="${ISER_LONG:-}" -v dur="$here/durations" '
     BEGIN { while ((getline l < dur) > 0) { split(l, a, " "); if (a[1] !~ /^#/ && a[2] != "") w[a[1]] = a[2] } }
     { line[NR] = $0; name[NR] = $1; t = ($1 in w) ? w[$1] : 120
-      if ($0 ~ /(^|[ \t])XFAIL=1([ \t]|$)/ && long == "") t = 0
+      if ($0 ~ /(^|[ \t])(XFAIL|LONG)=1([ \t]|$)/ && long == "") t = 0
       wt[NR] = t; m = NR }
     END {
       for (i = 1; i <= m; i++) ord[i] = i
