@@ -632,6 +632,29 @@ mp_wait_paths() {
   echo "not $n paths '$re' after $tmo s: $(mp_paths | tr '\n' ';')" >&2; return 1
 }
 
+# mp_two_paths: logs in through path A ($IP) and path B ($IP_B) (after mp_start), waits for
+# both disks (da, db: sdX) and the multipath map over them (dm: dm-N); the disks must be one
+# LUN.
+mp_two_paths() {
+  local i
+  iser_login "$IP:$PORT" >/dev/null || { echo "login, path A" >&2; return 1; }
+  iser_login "$IP_B:$PORT" >/dev/null || { echo "login, path B" >&2; return 1; }
+  for i in $(seq 150); do
+    da=$(session_disk "$IP:$PORT") db=$(session_disk "$IP_B:$PORT")
+    [ -n "$da" ] && [ -n "$db" ] && break; sleep 0.2
+  done
+  udevadm settle --timeout=60
+  [ -n "$da" ] && [ -n "$db" ] && [ "$da" != "$db" ] \
+    || { echo "two disks expected, path A '$da', path B '$db'" >&2; return 1; }
+  [ "$(cat "/sys/block/$da/device/wwid")" = "$(cat "/sys/block/$db/device/wwid")" ] \
+    || { echo "the two disks are not one LUN" >&2; return 1; }
+  dm=$(mp_map 2 120)
+}
+
+# disk_ios DEV: reads + writes the disk completed so far (builtins; path checks and ALUA
+# queries are pass-through commands, not counted).
+disk_ios() { local r x w; read -r r x x x w x <"/sys/block/$1/stat"; echo $((r + w)); }
+
 # session_disk PORTAL: the SCSI disk (sdX) of the session logged in through PORTAL (ip:port).
 session_disk() {
   iscsiadm -m session -P 3 2>/dev/null | awk -v p="$1" '

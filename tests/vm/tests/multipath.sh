@@ -31,34 +31,22 @@ lio_target2_up || fail "LIO tpgt_2"
 load_initiator "${ISER_IMPL:-rs}" || fail "load"
 iscsid_start
 mp_start || fail "udevd and multipathd"
-iser_login "$IP:$PORT" >/dev/null || fail "login, path A"
-iser_login "$IP_B:$PORT" >/dev/null || fail "login, path B"
-for i in $(seq 150); do
-  da=$(session_disk "$IP:$PORT") db=$(session_disk "$IP_B:$PORT")
-  [ -n "$da" ] && [ -n "$db" ] && break; sleep 0.2
-done
-log "disks: path A '$da', path B '$db'"
-udevadm settle --timeout=60
-[ -n "$da" ] && [ -n "$db" ] && [ "$da" != "$db" ] || fail "two disks expected, path A '$da', path B '$db'"
-[ "$(cat /sys/block/$da/device/wwid)" = "$(cat /sys/block/$db/device/wwid)" ] || fail "the two disks are not one LUN"
-dm=$(mp_map 2 120) || fail "multipath map"
+mp_two_paths || fail "two paths and their multipath map"
 log "map $dm ($(cat /sys/block/$dm/dm/name)): path A $da, path B $db; $(mp_paths | tr '\n' ';')"
 log "recovery_tmo set by multipathd: $(cat /sys/class/iscsi_session/session*/recovery_tmo | tr '\n' ' ')"
 
-# ios DEV: reads + writes the disk completed so far (builtins: an exec costs about a second).
-ios() { local r x w; read -r r x x x w x <"/sys/block/$1/stat"; echo $((r + w)); }
 # both_carry_io SECONDS: waits until each path's disk has completed more I/O than when
 # called. The verified I/O runs as a loop of fio jobs with seconds between them (fio's start,
 # the JSON check), and multipathd reloads the map when it reinstates a path: a fixed window
 # saw neither disk move (2026-12-04).
 both_carry_io() {
   local a0 b0 end=$((SECONDS + $1))
-  a0=$(ios "$da") b0=$(ios "$db")
+  a0=$(disk_ios "$da") b0=$(disk_ios "$db")
   while [ $SECONDS -lt $end ]; do
-    [ "$(ios "$da")" -gt "$a0" ] && [ "$(ios "$db")" -gt "$b0" ] && return 0
+    [ "$(disk_ios "$da")" -gt "$a0" ] && [ "$(disk_ios "$db")" -gt "$b0" ] && return 0
     sleep 1
   done
-  echo "$da $a0 -> $(ios "$da"), $db $b0 -> $(ios "$db") in $1 s"
+  echo "$da $a0 -> $(disk_ios "$da"), $db $b0 -> $(disk_ios "$db") in $1 s"
   return 1
 }
 # path_of KIND: the disk that KIND fails.

@@ -35,24 +35,13 @@ state pg_a 0; state pg_b 1
 load_initiator "${ISER_IMPL:-rs}" || fail "load"
 iscsid_start
 mp_start || fail "udevd and multipathd"
-iser_login "$IP:$PORT" >/dev/null || fail "login, path A"
-iser_login "$IP_B:$PORT" >/dev/null || fail "login, path B"
-for i in $(seq 150); do
-  da=$(session_disk "$IP:$PORT") db=$(session_disk "$IP_B:$PORT")
-  [ -n "$da" ] && [ -n "$db" ] && break; sleep 0.2
-done
-udevadm settle --timeout=60
-[ -n "$da" ] && [ -n "$db" ] && [ "$da" != "$db" ] || fail "two disks expected, path A '$da', path B '$db'"
+mp_two_paths || fail "two paths and their multipath map"
 for d in "$da" "$db"; do
   h=$(cat "/sys/block/$d/device/dh_state" 2>/dev/null)
   [ "$h" = alua ] || fail "$d: device handler '$h', expected alua (scsi_dh_alua)"
 done
-dm=$(mp_map 2 120) || fail "multipath map"
 log "map $dm: path A $da, path B $db; $(multipathd show paths raw format '%d %t %T prio %p' | tr '\n' ';')"
 
-# ios DEV: reads + writes the disk completed so far (path checks and ALUA queries are
-# pass-through commands, not counted).
-ios() { local r x w; read -r r x x x w x <"/sys/block/$1/stat"; echo $((r + w)); }
 # prio DEV: multipathd's priority of the path.
 prio() { multipathd show paths raw format '%d %p' 2>/dev/null | awk -v d="$1" '$1 == d { print $2 }'; }
 # moved_to NEW OLD T: waits (T s) until multipathd gives NEW the higher priority and NEW
@@ -67,14 +56,14 @@ moved_to() {
   done
   [ "$(prio "$new")" -gt "$(prio "$old")" ] 2>/dev/null \
     || { echo "priorities after $3 s: $new $(prio "$new"), $old $(prio "$old")"; return 1; }
-  n0=$(ios "$new")
-  while [ $SECONDS -lt $end ] && [ "$(ios "$new")" -le "$n0" ]; do sleep 1; done
-  [ "$(ios "$new")" -gt "$n0" ] || { echo "$new completed no I/O in $3 s"; return 1; }
+  n0=$(disk_ios "$new")
+  while [ $SECONDS -lt $end ] && [ "$(disk_ios "$new")" -le "$n0" ]; do sleep 1; done
+  [ "$(disk_ios "$new")" -gt "$n0" ] || { echo "$new completed no I/O in $3 s"; return 1; }
   sleep 3
-  o0=$(ios "$old") n0=$(ios "$new") end=$((SECONDS + 60))
-  while [ $SECONDS -lt $end ] && [ "$(ios "$new")" -le "$n0" ]; do sleep 1; done
-  [ "$(ios "$new")" -gt "$n0" ] || { echo "$new completed no I/O for 60 s after the switch"; return 1; }
-  [ "$(ios "$old")" = "$o0" ] || { echo "$old still carries I/O ($o0 -> $(ios "$old")) after the switch"; return 1; }
+  o0=$(disk_ios "$old") n0=$(disk_ios "$new") end=$((SECONDS + 60))
+  while [ $SECONDS -lt $end ] && [ "$(disk_ios "$new")" -le "$n0" ]; do sleep 1; done
+  [ "$(disk_ios "$new")" -gt "$n0" ] || { echo "$new completed no I/O for 60 s after the switch"; return 1; }
+  [ "$(disk_ios "$old")" = "$o0" ] || { echo "$old still carries I/O ($o0 -> $(disk_ios "$old")) after the switch"; return 1; }
 }
 
 fio_loop_start "$dm"
