@@ -15,8 +15,10 @@
 //!   list. Taken by `xmit_task` under `dp` (briefly: take an MR, record a mapping), by
 //!   `cleanup_task` (under `back_lock`) alone, and at bind and teardown. A task's release thus
 //!   never waits for a transmit on another CPU, which holds `dp` across `post_send`.
-//! - `rx` (spinlock, leaf): the completion side — the QP's receive handle ([`RecvQp`]), the
-//!   receive ring and its repost batch, responses held until their task's SEND completed.
+//! - `rx` (spinlock, leaf): the completion side — the QP's completion-side handle
+//!   ([`RecvQp`]: receives, and the LOCAL_INV of a registration its response did not
+//!   invalidate), the receive ring and its repost batch, responses held until their task's
+//!   SENDs and that LOCAL_INV completed.
 //!   Taken by the completion handler (the CQ's softirq poller, one at a time per CQ, so the
 //!   I/O path finds it free), by `xmit_task` only for login and NOP-Out PDUs, and at bind
 //!   and teardown. Order: `dp` before `rx` and before `res`; the completion handler never
@@ -25,8 +27,8 @@
 //! - None of them is held while calling into libiscsi (which takes its own locks and calls
 //!   `cleanup_task` back).
 //! - What both sides read is in [`Shared`], fixed at bind, with per-task atomics: the count
-//!   of SENDs a response must wait for (raised before the post), the command's send time,
-//!   which MR each direction exposes and which MRs need a local invalidation.
+//!   of SENDs (and LOCAL_INVs) a response must wait for (raised before the post), the
+//!   command's send time, which MR each direction exposes and which key each MR leaves valid.
 //!
 //! # Teardown
 //!
@@ -44,7 +46,7 @@ use crate::ffi::debugfs::{self, Entry, SeqWriter, Show};
 use crate::ffi::iscsi::{self, DataDir, IscsiConn, Poll, SessionInfo, Task, TaskHandle};
 use crate::ffi::rdma::{
     CmEvent, CmEventKind, CmHandler, CmId, ConnParam, Cq, CqHandler, CqeTable, DmaBuf, DmaDir,
-    Gather, HdrMapping, MappedSg, Mr, Qp, QpCaps, RecvQp, RegReq, Sge, SysfsBuf, Wc,
+    Gather, HdrMapping, MappedSg, Mr, Qp, QpCaps, RecvQp, RegReq, RemoteAccess, Sge, SysfsBuf, Wc,
 };
 use crate::ffi::{bh, errno, params, time};
 use crate::proto::stats::Stats;
@@ -141,6 +143,9 @@ struct SlotShared {
     t0: AtomicU64,
     /// [read, write]: [`Exposed`] words, what a Send with Invalidate is checked against.
     exposed: [AtomicU64; 2],
+    /// For an ABORT TASK in this slot: the slot of the task it aborts, plus one (0: none).
+    /// Its answer is held until that task's registrations are invalidated (`on_rx`).
+    abort_ref: AtomicU32,
 }
 
 /// Completion-side state of one task slot.
@@ -243,6 +248,9 @@ enum Cqe {
     /// of unsignalled SENDs arrive here too.
     Quiet,
     DataOut(usize),
+    /// The LOCAL_INV of task slot `i`'s registration, posted when its SCSI Response came
+    /// without a Send with Invalidate; the response waits for it.
+    Inv(usize),
 }
 
 /// Per-connection state both sides read, allocated at bind and sized by the session: fixed
@@ -266,9 +274,10 @@ struct Shared {
     /// login response's handler, which runs after that request was sent.
     discovery: AtomicBool,
     slots: KVVec<SlotShared>,
-    /// Per registration MR: registered and not invalidated since (lazy invalidation,
-    /// iser-spec.md 5.4; tracked per MR, 11 item 4).
-    need_inval: KVec<AtomicBool>,
+    /// Per registration MR: the key the target may still use ([`valid_key`]: 0, or
+    /// `VALID_KEY | rkey` from its registration until it is invalidated, remotely or by us).
+    /// Changed by one swap or compare-exchange each, so a key is invalidated once.
+    valid_key: KVec<AtomicU64>,
     /// Task slot of each Data-Out descriptor in flight (its response waits for it).
     dataout_owner: KVec<AtomicUsize>,
 }
@@ -306,10 +315,18 @@ struct RxSide {
     slots: KVVec<RxSlot>,
 }
 
-/// Entries of the CQE table: `n` task slots, `nrx` receive buffers, then the fixed entries
-/// and the `ndo` Data-Out descriptors.
+/// Entries of the CQE table: `n` task slots, `nrx` receive buffers, then the fixed entries,
+/// the `ndo` Data-Out descriptors and `n` task slots' local invalidations.
 fn cqe_table_len(n: usize, nrx: usize, ndo: usize) -> usize {
-    n + nrx + 3 + ndo
+    n + nrx + 3 + ndo + n
+}
+
+/// Marks a [`Shared::valid_key`] word as holding a key (an rkey may be 0).
+const VALID_KEY: u64 = 1 << 32;
+
+/// The [`Shared::valid_key`] word of a registration with `rkey`.
+fn valid_key(rkey: u32) -> u64 {
+    VALID_KEY | u64::from(rkey)
 }
 
 impl Shared {
@@ -322,6 +339,7 @@ impl Shared {
             Cqe::Reg => r + 1,
             Cqe::Quiet => r + 2,
             Cqe::DataOut(i) => r + 3 + i,
+            Cqe::Inv(i) => r + 3 + self.dataout_owner.len() + i,
         })
     }
 
@@ -338,8 +356,10 @@ impl Shared {
             Cqe::Reg
         } else if i == r + 2 {
             Cqe::Quiet
-        } else {
+        } else if i < r + 3 + self.dataout_owner.len() {
             Cqe::DataOut(i - r - 3)
+        } else {
+            Cqe::Inv(i - r - 3 - self.dataout_owner.len())
         })
     }
 
@@ -388,7 +408,9 @@ impl RxSide {
 }
 
 impl Res {
-    /// Releases one direction's mapping and MR (the MR stays valid until reused: lazy
+    /// Releases one direction's mapping and MR. The MR was invalidated before the task's
+    /// response was delivered (remotely or by `on_rx`); only a task that ended without a
+    /// response (abort, cleanup) leaves it valid until its reuse chains a LOCAL_INV (lazy
     /// invalidation, iser-spec.md 5.4).
     fn release_dir(&mut self, d: DirRes) {
         if let Some(i) = d.fr {
@@ -452,17 +474,21 @@ impl Bound {
             sg.unmap();
             return Err(EAGAIN);
         };
-        let (Some(mr), Some(need_inval)) = (self.fr.get_mut(i), self.sh.need_inval.get(i)) else {
+        let (Some(mr), Some(vk)) = (self.fr.get_mut(i), self.sh.valid_key.get(i)) else {
             sg.unmap();
             return Err(EINVAL);
         };
         let old_key = mr.rkey();
-        // A remote invalidation of this MR's last use cleared the flag before the response
-        // that completed the task was delivered, so before the MR came back to the pool.
-        let inval = need_inval.load(Ordering::Acquire).then_some(old_key);
+        // The previous use was invalidated (remotely, or by `on_rx` before its response was
+        // delivered) unless its task ended without a response: then its key is still here,
+        // and is invalidated in the chain before the new registration. Taken by a swap, so
+        // that `on_rx` cannot invalidate it a second time behind the new registration.
+        let prev = vk.swap(0, Ordering::AcqRel);
+        let inval = (prev & VALID_KEY != 0).then_some(prev as u32);
         if let Err(e) = mr.map(&sg) {
             // Nothing was posted: the MR keeps its registration and key.
             mr.restore_key(old_key);
+            vk.store(prev, Ordering::Release);
             iser_err!(
                 "failed to map {} DMA entries for registration: {:?}\n",
                 sg.nents(),
@@ -474,7 +500,7 @@ impl Bound {
             sg.unmap();
             return Err(e);
         }
-        need_inval.store(true, Ordering::Release);
+        vk.store(valid_key(mr.rkey()), Ordering::Release);
         Stats::inc(&self.st.s.c.reg_fastreg);
         if inval.is_some() {
             Stats::inc(&self.st.s.c.inval_local);
@@ -922,6 +948,7 @@ impl IserConn {
             sh_slots.push(
                 SlotShared {
                     sends_pending: AtomicU32::new(0),
+                    abort_ref: AtomicU32::new(0),
                     xmit_busy: AtomicBool::new(false),
                     t0: AtomicU64::new(0),
                     exposed: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -940,13 +967,13 @@ impl IserConn {
         // `Shared::discovery`): the pool is sized as for any session, as in C.
         let nfr = (info.scsi_cmds_max as usize).clamp(1, ptask::EXPOSED_MAX_MRS as usize);
         let mut fr = KVec::with_capacity(nfr, GFP_KERNEL)?;
-        let mut need_inval = KVec::with_capacity(nfr, GFP_KERNEL)?;
+        let mut valid_key = KVec::with_capacity(nfr, GFP_KERNEL)?;
         for _ in 0..nfr {
             fr.push(
                 Mr::new(&d.pd, d.caps.sg_gaps_reg, s.pages_per_mr)?,
                 GFP_KERNEL,
             )?;
-            need_inval.push(AtomicBool::new(false), GFP_KERNEL)?;
+            valid_key.push(AtomicU64::new(0), GFP_KERNEL)?;
         }
         let fr_free = FreeList::new(nfr)?;
         let ndo = sizing::dataout_descs(s.max_send_wr, n);
@@ -979,7 +1006,7 @@ impl IserConn {
                 remote_inv,
                 discovery: AtomicBool::new(info.discovery),
                 slots: sh_slots,
-                need_inval,
+                valid_key,
                 dataout_owner,
             },
             GFP_KERNEL,
@@ -1163,7 +1190,7 @@ impl IserConn {
         qp: &Qp<IserConn>,
         b: &mut Bound,
         idx: usize,
-        reg: Option<(usize, Option<u32>)>,
+        reg: Option<(usize, Option<u32>, RemoteAccess)>,
         data: Option<Sge>,
         track: bool,
     ) -> Result {
@@ -1208,10 +1235,11 @@ impl IserConn {
             }
         };
         let rr = match reg {
-            Some((i, inval)) => Some(RegReq {
+            Some((i, inval, access)) => Some(RegReq {
                 mr: b.fr.get(i).ok_or(EINVAL)?,
                 invalidate: inval,
                 cqe: reg_cqe,
+                access,
             }),
             None => None,
         };
@@ -1251,6 +1279,13 @@ impl IserConn {
         let bhs_bytes = *task.bhs();
         let dlen = bhs::data_segment_length(&bhs_bytes) as usize;
         let op = bhs::opcode(&bhs_bytes);
+        // An ABORT TASK: which task its answer releases (set before the post; `on_rx`).
+        if let Some(s) = b.sh.slots.get(idx) {
+            let aborted = bhs::abort_task_rtt(&bhs_bytes)
+                .and_then(|rtt| ptask::itt_index(rtt, b.sh.n))
+                .map_or(0, |i| i as u32 + 1);
+            s.abort_ref.store(aborted, Ordering::Release);
+        }
         let login_task = task.is_login_task();
         let mut data = None;
         if dlen > 0 {
@@ -1410,7 +1445,12 @@ impl IserConn {
                     write_buf = Some((dres.iova, dres.lkey));
                 }
             }
-            reg = dres.fr.map(|i| (i, inval));
+            // The target writes a READ's buffer and reads a WRITE's, never the other way.
+            let access = match dir {
+                DataDir::Read => RemoteAccess::Write,
+                _ => RemoteAccess::Read,
+            };
+            reg = dres.fr.map(|i| (i, inval, access));
             // Published before the post: the response's Send with Invalidate is checked
             // against it.
             if let Some(s) = b.sh.slots.get(idx) {
@@ -1562,29 +1602,64 @@ impl IserConn {
         Ok(())
     }
 
-    /// `cleanup_task` (atomic, back_lock held): takes only `res`, never `dp`, so a task
-    /// completed on one CPU is not held up by a transmit on another.
+    /// `cleanup_task` (atomic, back_lock held): takes only `rx` and then `res`, never `dp`,
+    /// so a task completed on one CPU is not held up by a transmit on another.
     pub(crate) fn cleanup_task(&self, task: &mut Task<'_>) {
         #[cfg(iser_test_faults)]
         crate::planted::on_cleanup_task(task);
         let i = task.index();
-        if let Some(r) = &mut *self.res.lock() {
-            r.release_task(i);
-        }
         // A response held until this task's SENDs complete (`on_rx`) answers this task only:
         // when the task ends first (abort, connection cleanup), the response is dropped, so
-        // that the completion never delivers it to the next owner of the task's tag. `rx` is
-        // taken after `res`, never under it; libiscsi's locks may be held (never taken
-        // under `rx`).
-        let dropped = Self::with_bh(&self.rx, |rx| {
-            rx.side
-                .as_mut()
-                .and_then(|s| s.slots.get_mut(i))
+        // that the completion never delivers it to the next owner of the task's tag.
+        //
+        // A task that ends without its response still has a valid key unless its ABORT
+        // TASK's answer invalidated it (`on_rx`): a LUN or target reset, a TMF that timed
+        // out, the connection's cleanup. The target could RDMA into or out of pages the
+        // block layer takes back now. A LOCAL_INV is posted for it here, before the MR goes
+        // back to the pool in `res` below, so that it precedes the MR's next registration on
+        // the send queue. It cannot be waited for (atomic context, and libiscsi hands the
+        // command back right after): the window is the LOCAL_INV's execution, where it was
+        // until the MR's next use (SRP does the same). A failed post (a QP in error) leaves
+        // the key to the next registration's chained LOCAL_INV or to teardown.
+        //
+        // `rx` is taken before `res`, never under it; libiscsi's locks may be held (never
+        // taken under `rx`).
+        let (dropped, invalidated) = Self::with_bh(&self.rx, |rx| {
+            let Rx { rq, side } = rx;
+            let Some(side) = side.as_mut() else {
+                return (false, Ok(false));
+            };
+            let dropped = side
+                .slots
+                .get_mut(i)
                 .and_then(|s| s.deferred.take())
-                .is_some()
+                .is_some();
+            // An ABORT TASK that ends here is not answered any more.
+            if let Some(s) = side.sh.slots.get(i) {
+                s.abort_ref.store(0, Ordering::Release);
+            }
+            // After teardown took the handle there is nothing to post on (and no target).
+            let invalidated = match rq {
+                Some(_) => Self::invalidate_local(rq.as_ref(), &side.sh, i, i),
+                None => Ok(false),
+            };
+            (dropped, invalidated)
         });
         if dropped {
             Stats::inc(&self.stats.s.c.rsp_held_dropped);
+        }
+        // A failed post is counted; the key stays to the next registration's chained
+        // LOCAL_INV or to teardown (see above).
+        let invalidated = invalidated.unwrap_or_else(|_| {
+            Stats::inc(&self.stats.s.c.err_post);
+            false
+        });
+        if invalidated {
+            Stats::inc(&self.stats.s.c.inval_local);
+            Stats::inc(&self.stats.s.c.inval_aborted);
+        }
+        if let Some(r) = &mut *self.res.lock() {
+            r.release_task(i);
         }
     }
 
@@ -1774,9 +1849,53 @@ impl IserConn {
                 return;
             }
         }
-        let Some(side) = g.side.as_mut() else {
+        let Rx { rq, side } = &mut *g;
+        let Some(side) = side.as_mut() else {
             return;
         };
+        // A SCSI Response that did not invalidate its task's registration (the target did
+        // not use Send with Invalidate, or Send with Invalidate was not negotiated): the
+        // registration is invalidated here and the response waits for it, so that the
+        // target can no longer reach the task's pages once libiscsi gave them back (issue 20
+        // item 5; NVMe/RDMA hosts do the same). With Send with Invalidate, nothing to do.
+        // The answer to an ABORT TASK releases the aborted task, which ends without its
+        // response: its registrations are invalidated the same way before the answer is
+        // delivered (no legitimate transfer for it follows the answer: RFC 7143 4.2.3.3).
+        let inval_of = if r.pdu.opcode == bhs::OP_SCSI_RSP && wc.invalidated_rkey.is_none() {
+            Some(si)
+        } else if r.pdu.opcode == bhs::OP_TMF_RSP {
+            side.sh
+                .slots
+                .get(si)
+                .and_then(|s| (s.abort_ref.swap(0, Ordering::AcqRel) as usize).checked_sub(1))
+        } else {
+            None
+        };
+        let mut inv_posted = false;
+        if let Some(ki) = inval_of {
+            match Self::invalidate_local(rq.as_ref(), &side.sh, ki, si) {
+                Ok(p) => {
+                    if p {
+                        Stats::inc(&st.s.c.inval_local);
+                        if ki != si {
+                            Stats::inc(&st.s.c.inval_aborted);
+                        }
+                    }
+                    inv_posted = p;
+                }
+                Err(e) => {
+                    drop(g);
+                    Stats::inc(&st.s.c.err_post);
+                    iser_err!(
+                        "could not invalidate the registration of the task answered by {} ({:?}): the answer is dropped, terminating connection\n",
+                        r.pdu.itt,
+                        e
+                    );
+                    fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
+                    return;
+                }
+            }
+        }
         let pending = side
             .sh
             .slots
@@ -1796,12 +1915,91 @@ impl IserConn {
                 fail(st, iconn, crate::ffi::iscsi::err::PROTO);
                 return;
             }
-            Stats::inc(&st.s.c.rsp_before_send_done);
+            if !inv_posted {
+                Stats::inc(&st.s.c.rsp_before_send_done);
+            }
             rs.deferred = Some(HeldPdu::hold(&copy));
             return;
         }
         drop(g);
         Self::deliver(st, iconn, copy.bhs, copy.data);
+    }
+
+    /// Posts a signalled LOCAL_INV for each registration of task slot `ki` whose key is still
+    /// valid, each counted as a SEND of slot `si`, whose held response its completion
+    /// delivers (`rx` held: that completion takes `rx` first, so it cannot run before the
+    /// response is held). The key is taken by a compare-exchange, so it is invalidated once:
+    /// not again by the MR's next registration, and not here if a new registration replaced
+    /// it. True if one was posted. An error leaves the key valid: the caller must not deliver
+    /// the response.
+    fn invalidate_local(rq: Option<&RecvQp>, sh: &Shared, ki: usize, si: usize) -> Result<bool> {
+        let (Some(k), Some(s)) = (sh.slots.get(ki), sh.slots.get(si)) else {
+            return Ok(false);
+        };
+        let mut posted = false;
+        for e in &k.exposed {
+            let ptask::Exposed::Mr { idx, rkey } =
+                ptask::Exposed::decode(e.load(Ordering::Acquire))
+            else {
+                continue;
+            };
+            let Some(vk) = sh.valid_key.get(idx as usize) else {
+                continue;
+            };
+            let key = valid_key(rkey);
+            if vk
+                .compare_exchange(key, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            // Torn down meanwhile (not reached: the handle goes back only to drain, and no
+            // completion follows the drain).
+            let Some(rq) = rq else {
+                vk.store(key, Ordering::Release);
+                return Err(errno::ENOTCONN());
+            };
+            // Counted before the post: the completion may run on another CPU before the
+            // post returns.
+            s.sends_pending.fetch_add(1, Ordering::AcqRel);
+            if let Err(err) = rq.post_local_inv(sh.cqe_of(Cqe::Inv(si)), rkey) {
+                s.sends_pending.fetch_sub(1, Ordering::AcqRel);
+                vk.store(key, Ordering::Release);
+                return Err(err);
+            }
+            posted = true;
+        }
+        Ok(posted)
+    }
+
+    /// The LOCAL_INV of task slot `i`'s registration completed: deliver the response held
+    /// for it. If it failed, the key may still be valid: the response is dropped (libiscsi
+    /// fails the task after teardown deregistered the MR) and the connection fails.
+    fn on_inv(&self, st: &ConnStats, mut g: RxGuard<'_>, wc: &Wc, i: usize) {
+        let Some(side) = g.side.as_mut() else {
+            return;
+        };
+        let iconn = side.sh.iscsi;
+        let done = side.sh.send_done(i);
+        let deferred = match side.slots.get_mut(i) {
+            Some(s) if done || !wc.ok => s.deferred.take(),
+            _ => None,
+        };
+        drop(g);
+        if !wc.ok {
+            log_wc_error(st, "local invalidation", wc);
+            if deferred.is_some() {
+                Stats::inc(&st.s.c.rsp_held_dropped);
+            }
+            if !wc.flushed {
+                fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
+            }
+            return;
+        }
+        if let Some(mut h) = deferred {
+            let data = h.data.get_mut(..h.data_len).unwrap_or(&mut []);
+            Self::deliver(st, iconn, &mut h.bhs, data);
+        }
     }
 
     /// Checks a Send with Invalidate against what the task's buffers expose (5.5).
@@ -1823,8 +2021,14 @@ impl IserConn {
                 }
                 ptask::Exposed::Mr { idx, rkey: k } => {
                     if k == rkey {
-                        if let Some(f) = sh.need_inval.get(idx as usize) {
-                            f.store(false, Ordering::Release);
+                        if let Some(f) = sh.valid_key.get(idx as usize) {
+                            // A duplicate (the key already invalid) is still this task's.
+                            let _ = f.compare_exchange(
+                                valid_key(rkey),
+                                0,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            );
                             matched = true;
                         }
                     }
@@ -1915,6 +2119,7 @@ impl CqHandler for IserConn {
             Cqe::Send(i) => self.on_send(st, g, wc, i, None),
             Cqe::DataOut(di) => self.on_send(st, g, wc, usize::MAX, Some(di)),
             Cqe::Rx(i) => self.on_rx(st, g, wc, i),
+            Cqe::Inv(i) => self.on_inv(st, g, wc, i),
             Cqe::LoginRx => Self::on_login_rx(st, g, wc),
             Cqe::Reg => {
                 let i = g.side.as_ref().map(|s| s.sh.iscsi);

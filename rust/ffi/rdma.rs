@@ -20,10 +20,31 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::types::Opaque;
 
-/// Access flags of every fast registration (local write, remote read and write).
-const MR_ACCESS: c_int = (bindings::ib_access_flags_IB_ACCESS_LOCAL_WRITE
-    | bindings::ib_access_flags_IB_ACCESS_REMOTE_READ
-    | bindings::ib_access_flags_IB_ACCESS_REMOTE_WRITE) as c_int;
+/// What the peer may do through a fast registration: one direction only, so that a target
+/// can neither write into the buffer of a SCSI WRITE nor read the buffer of a SCSI READ.
+/// (The C driver, SRP and NVMe/RDMA hosts grant both to every registration.)
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum RemoteAccess {
+    /// The peer reads the memory with RDMA READ (the data of a SCSI WRITE).
+    Read,
+    /// The peer writes the memory with RDMA WRITE (the data of a SCSI READ); remote write
+    /// needs local write too (`ib_check_mr_access()`).
+    Write,
+}
+
+impl RemoteAccess {
+    /// The `ib_access_flags` of a registration for this direction.
+    fn flags(self) -> c_int {
+        let f = match self {
+            Self::Read => bindings::ib_access_flags_IB_ACCESS_REMOTE_READ,
+            Self::Write => {
+                bindings::ib_access_flags_IB_ACCESS_LOCAL_WRITE
+                    | bindings::ib_access_flags_IB_ACCESS_REMOTE_WRITE
+            }
+        };
+        f as c_int
+    }
+}
 
 /// Registration page size (`SZ_4K`, iser-spec.md 5.3).
 pub(crate) const REG_PAGE_SIZE: u32 = 4096;
@@ -1124,6 +1145,8 @@ pub(crate) struct RegReq<'a> {
     pub(crate) invalidate: Option<u32>,
     /// CQE of the (unsignaled) registration WRs, reported only on error.
     pub(crate) cqe: CqeRef,
+    /// What the peer may do through the new key.
+    pub(crate) access: RemoteAccess,
 }
 
 /// An RC QP created on an RDMA CM id, with its CQ.
@@ -1144,10 +1167,11 @@ pub(crate) struct Qp<H: CqHandler> {
     recv_out: bool,
 }
 
-/// The receive side of a [`Qp`], held apart from it so that completion handlers can give
-/// receive buffers back without the lock that guards the send side. There is one per QP;
-/// [`Qp::drain`] takes it back, so nothing can post a receive once draining started, and a
-/// QP whose handle did not come back is never destroyed.
+/// The completion side's handle on a [`Qp`], held apart from it so that completion handlers
+/// can give receive buffers back, and invalidate a registration before a response is
+/// delivered, without the lock that guards the send side. There is one per QP;
+/// [`Qp::drain`] takes it back, so nothing can be posted through it once draining started,
+/// and a QP whose handle did not come back is never destroyed.
 ///
 /// # Invariants
 ///
@@ -1229,7 +1253,7 @@ impl<H: CqHandler> Qp<H> {
             regwr.wr.__bindgen_anon_1.wr_cqe = r.cqe.0;
             regwr.mr = r.mr.ptr.as_ptr();
             regwr.key = r.mr.rkey();
-            regwr.access = MR_ACCESS;
+            regwr.access = r.access.flags();
             head = &raw const regwr.wr;
             if let Some(rkey) = r.invalidate {
                 inv.next = &raw mut regwr.wr;
@@ -1246,24 +1270,15 @@ impl<H: CqHandler> Qp<H> {
         to_result(unsafe { self.provider_post_send(head) })
     }
 
-    /// What the static inline `ib_post_send()` does (a call of the provider's `post_send`
-    /// with a place for the failed WR), without the out-of-line wrapper around it.
+    /// [`provider_post_send`] on this QP.
     ///
     /// # Safety
     ///
     /// `wr` heads a valid chain of send work requests for this QP.
     #[inline]
     unsafe fn provider_post_send(&self, wr: *const bindings::ib_send_wr) -> c_int {
-        let qp = self.qp.as_ptr();
-        let mut bad: *const bindings::ib_send_wr = core::ptr::null();
-        // SAFETY: `qp` is valid (invariant), so is its registered device and ops table, which
-        // every provider fills with `post_send`; the chain is the caller's.
-        unsafe {
-            match (*(*qp).device).ops.post_send {
-                Some(f) => f(qp, wr, &raw mut bad),
-                None => -(bindings::EOPNOTSUPP as c_int),
-            }
-        }
+        // SAFETY: `qp` is valid (invariant); the chain is the caller's.
+        unsafe { provider_post_send(self.qp, wr) }
     }
 
     /// Moves the QP to the error state and waits until every posted work request has
@@ -1321,6 +1336,21 @@ impl RecvQp {
         to_result(unsafe { self.provider_post_recv(&raw const wr) })
     }
 
+    /// Posts a signalled LOCAL_INV of `rkey` carrying `cqe` on the send queue (posts to one
+    /// queue from several contexts are serialised by the provider).
+    pub(crate) fn post_local_inv(&self, cqe: CqeRef, rkey: u32) -> Result {
+        let mut wr = bindings::ib_send_wr {
+            opcode: bindings::ib_wr_opcode_IB_WR_LOCAL_INV,
+            send_flags: bindings::ib_send_flags_IB_SEND_SIGNALED as c_int,
+            ..Default::default()
+        };
+        wr.__bindgen_anon_1.wr_cqe = cqe.0;
+        wr.ex.invalidate_rkey = rkey;
+        // SAFETY: `qp` is live (invariant); `wr` is one work request without SGEs that lives
+        // on this stack frame for the call (providers copy it).
+        to_result(unsafe { provider_post_send(self.qp, &raw const wr) })
+    }
+
     /// Posts up to [`MAX_RECV_CHAIN`] receive work requests in one chain (one provider call).
     pub(crate) fn post_recv_many(&self, wrs: &[(CqeRef, Sge)]) -> Result {
         let mut sg = [bindings::ib_sge::default(); MAX_RECV_CHAIN];
@@ -1360,6 +1390,30 @@ impl RecvQp {
                 Some(f) => f(qp, wr, &raw mut bad),
                 None => -(bindings::EOPNOTSUPP as c_int),
             }
+        }
+    }
+}
+
+/// What the static inline `ib_post_send()` does (a call of the provider's `post_send` with a
+/// place for the failed WR), without the out-of-line wrapper around it; shared by [`Qp`] and
+/// [`RecvQp`], which post to the same send queue.
+///
+/// # Safety
+///
+/// `qp` is a live QP and `wr` heads a valid chain of send work requests for it.
+#[inline]
+unsafe fn provider_post_send(
+    qp: NonNull<bindings::ib_qp>,
+    wr: *const bindings::ib_send_wr,
+) -> c_int {
+    let qp = qp.as_ptr();
+    let mut bad: *const bindings::ib_send_wr = core::ptr::null();
+    // SAFETY: `qp` is live (the caller's contract), so is its registered device and ops table,
+    // which every provider fills with `post_send`; the chain is the caller's.
+    unsafe {
+        match (*(*qp).device).ops.post_send {
+            Some(f) => f(qp, wr, &raw mut bad),
+            None => -(bindings::EOPNOTSUPP as c_int),
         }
     }
 }

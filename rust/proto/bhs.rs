@@ -157,6 +157,16 @@ pub(crate) fn itt(bhs: &[u8; BHS_LEN]) -> u32 {
     u32::from_ne_bytes([bhs[16], bhs[17], bhs[18], bhs[19]])
 }
 
+/// Task management function ABORT TASK (RFC 7143 11.5.1).
+pub(crate) const TMF_ABORT_TASK: u8 = 1;
+
+/// The Referenced Task Tag (bytes 20 to 23, raw as [`itt`]) of a Task Management Function
+/// Request for ABORT TASK; `None` for any other PDU or function.
+pub(crate) fn abort_task_rtt(bhs: &[u8; BHS_LEN]) -> Option<u32> {
+    (opcode(bhs) == OP_TMF && bhs[1] & 0x7f == TMF_ABORT_TASK)
+        .then(|| u32::from_ne_bytes([bhs[20], bhs[21], bhs[22], bhs[23]]))
+}
+
 /// Whether a target may send `op` on an iSER connection (Data-In and R2T excluded).
 fn is_target_opcode(op: u8) -> bool {
     matches!(

@@ -116,8 +116,11 @@ pub(crate) fn connection(max_sectors: u32, dev: DevLimits) -> Result<Sizing, Err
     })
 }
 
-/// Send-queue work requests one SCSI command takes besides its Data-Outs: the invalidation of
-/// its MR's previous key, the registration and the command SEND.
+/// Send-queue work requests one SCSI command takes besides its Data-Outs: the registration,
+/// the command SEND and one invalidation, either after its response (a response without
+/// Send with Invalidate) or before the registration (the MR's previous task ended without a
+/// response). Both happen to one command only after an abort; a queue that overflows then
+/// fails the post and the connection, which recovers.
 pub(crate) const WRS_PER_CMD: u32 = 3;
 /// Unsolicited Data-Out headers (iSER header + BHS) one page-sized DMA buffer holds.
 pub(crate) const DATAOUTS_PER_PAGE: usize = PAGE as usize / HEADERS_LEN;

@@ -74,8 +74,13 @@ counters! {
     reg_fastreg,
     /// Buffers exposed through the device's DMA key (one contiguous DMA range).
     reg_dma_key,
-    /// Local invalidations posted before reusing a registration.
+    /// Local invalidations posted: for a response without Send with Invalidate, for a task
+    /// that ended without its response, before reusing a registration still valid.
     inval_local,
+    /// Of those: for a task that ended without its response, posted when its ABORT TASK was
+    /// answered (the answer held until the invalidation completed) or as it ended (other
+    /// task management functions, connection cleanup).
+    inval_aborted,
     /// Registrations invalidated by the target (Send with Invalidate).
     inval_remote,
     /// Writes handed back to libiscsi (requeued) because their unsolicited Data-Outs did not

@@ -472,3 +472,31 @@ fn decode_never_panics_on_arbitrary_bytes() {
     // The data segment checks above ran on PDUs that carry data, not only on empty ones.
     assert!(with_data > 10_000, "only {with_data} accepted with data");
 }
+
+#[test]
+fn abort_task_rtt_only_for_abort_task() {
+    let mut b = [0u8; BHS_LEN];
+    b[0] = 0x40 | bhs::OP_TMF; // immediate delivery bit, as libiscsi sends it
+    b[1] = 0x80 | bhs::TMF_ABORT_TASK;
+    b[16..20].copy_from_slice(&[9, 9, 9, 9]);
+    b[20..24].copy_from_slice(&[1, 2, 3, 4]);
+    assert_eq!(
+        bhs::abort_task_rtt(&b).map(u32::to_ne_bytes),
+        Some([1, 2, 3, 4])
+    );
+    // Any other function (ABORT TASK SET 2, LUN RESET 5, ...) refers to no single task.
+    for f in [0u8, 2, 3, 4, 5, 6, 7, 8, 0x7f] {
+        b[1] = 0x80 | f;
+        assert_eq!(bhs::abort_task_rtt(&b), None, "function {f}");
+    }
+    // Any other opcode, even with the same function byte.
+    b[1] = 0x80 | bhs::TMF_ABORT_TASK;
+    for op in INITIATOR_OPS
+        .iter()
+        .chain(TARGET_OPS.iter())
+        .filter(|&&o| o != bhs::OP_TMF)
+    {
+        b[0] = *op;
+        assert_eq!(bhs::abort_task_rtt(&b), None, "opcode {op:#x}");
+    }
+}

@@ -46,5 +46,10 @@ if [ "${LIO_PARAMS:-}" = InitialR2T=No ]; then
   log "unsolicited Data-Out PDUs sent: $n"
   [ "${n:-0}" -gt 0 ] || fail "no unsolicited Data-Out PDU was sent"
 fi
+# How ours' registrations were invalidated (the target's Send with Invalidate, or our LOCAL_INV
+# before the response was delivered) and how they were exposed.
+for f in /sys/kernel/debug/iser/*/stats; do
+  [ -r "$f" ] && log "$(grep -E '^(reg_fastreg|reg_dma_key|inval_remote|inval_local|rsp_held_dropped) ' "$f" | tr '\n' ' ')"
+done
 iser_logout || fail "logout"
 exit 0
