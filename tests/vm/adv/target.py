@@ -1656,7 +1656,17 @@ def rdma_main(args, scn, log):
                 if applies and 'ignore' in cm:
                     log('CM ignoring connection request %d (scenario)' % num)
                     continue
-                c = RConn(nconn, num, cid)
+                # A request the initiator gave up on meanwhile (a slow VM) can fail here:
+                # refuse that one and keep serving, never die with the catalogue half run.
+                try:
+                    c = RConn(nconn, num, cid)
+                except PyverbsError as e:
+                    log('CM connection %d: setting up its QP failed (%s): rejecting it' % (num, e))
+                    try:
+                        cid.reject()
+                    except PyverbsError:
+                        pass
+                    continue
                 conns[nconn] = c
                 t.conns.append(c)
                 rep = cm.get('rep', 'c0000000') if applies else 'c0000000'
@@ -1668,7 +1678,14 @@ def rdma_main(args, scn, log):
                                   data_len=len(pd_bytes))
                     p.set_private_data(pd_bytes)
                 log('CM accepting connection %d, REP private data %s' % (num, rep))
-                cid.accept(p)
+                try:
+                    cid.accept(p)
+                except PyverbsError as e:
+                    log('CM connection %d: accept failed (%s)' % (num, e))
+                    t.conns.remove(c)
+                    conns.pop(nconn, None)
+                    c.release()
+                    continue
                 awaiting_est.append(c)
             elif et == ce.RDMA_CM_EVENT_ESTABLISHED:
                 ev.ack_cm_event()

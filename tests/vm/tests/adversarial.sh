@@ -38,7 +38,10 @@ mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/de
 iscsiadm -m node -T "$AIQN" -p "$AP" -I iser -o new >/dev/null || fail "node record"
 nupd() { iscsiadm -m node -T "$AIQN" -p "$AP" -I iser -o update -n "$1" -v "$2" || fail "node $1"; }
 nupd node.session.timeo.replacement_timeout 10
-nupd 'node.conn[0].timeo.login_timeout' 5
+# The login timeout covers the connection and the login exchange: 5 s was too short for the
+# first login of a cold VM (the target's first Login Response came 4.5 s after the connect
+# request, 2026-12-04) and failed 00-baseline; the scenarios that never answer take 10 s more.
+nupd 'node.conn[0].timeo.login_timeout' 15
 nupd 'node.conn[0].timeo.logout_timeout' 5
 nupd 'node.conn[0].timeo.noop_out_interval' 5
 nupd 'node.conn[0].timeo.noop_out_timeout' 5
@@ -258,6 +261,13 @@ run_scenario() {
         timeout 180 fio --name=adv --filename="/dev/$dev" --direct=1 --ioengine=libaio --verify=crc32c \
           --do_verify=1 --verify_fatal=1 --verify_state_save=0 --offset=4M ${fa//,/ } >"$RES/$name.fio" 2>&1
         io_rc $?; io=$rc_s; [ "$io" = ok ] && data=ok || data=bad
+        ;;
+      sgread)
+        # One SG_IO READ of the same 16 KiB (READ(10), LBA 8192 of 512-byte blocks) with a
+        # 5 s timeout: passthrough commands are never retried (scsi_ioctl.c: allowed = 0), so
+        # after an abort no new command reuses the aborted one's registration.
+        timeout 90 sg_raw -r 16384 -t 5 "/dev/$dev" 28 00 00 00 20 00 00 00 20 00 >/dev/null 2>>"$RES/$name.io"
+        io_rc $?; io=$rc_s
         ;;
       none) io=ok ;;
     esac
