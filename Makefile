@@ -12,6 +12,9 @@
 #   make bench      benchmark against the C driver, iscsi_tcp, nvme-rdma (perf kernel)
 #   make bench-pair ours vs the C driver in two VMs at once, swapped halfway (host noise
 #                   cancels; BENCH_REPS rounds per half)
+#   make bench-scaling  4k random reads through 1, 2, 4 sessions under dm-multipath, ours vs
+#                   the C driver, and nvme-rdma with 1, 2, 4 I/O queues (BENCH_SCALING=1 adds
+#                   these rows to make bench)
 #   make clippy     the module built under clippy (warnings are errors)
 #   make fuzz       libFuzzer on the rust/proto parsers, FUZZ_SECONDS (30) per target;
 #                   the long run is make fuzz FUZZ_SECONDS=600
@@ -31,7 +34,7 @@ SHELL := /bin/bash
 RUSTFMT ?= rustfmt
 RUST_SRCS = $(shell find rust tests/host/src tests/fuzz/src tests/fuzz/fuzz_targets -name '*.rs' ! -name '*generated*')
 
-.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long check-harness demo bench bench-pair clean \
+.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long check-harness demo bench bench-pair bench-scaling clean \
 	install uninstall dkms-install dkms-uninstall
 
 all: modules
@@ -88,6 +91,10 @@ bench: deps
 # Ours vs the C ib_iser at the same time in two VMs (scripts/bench.sh, BENCH_PAIR).
 bench-pair: deps
 	@BENCH_PAIR=1 scripts/bench.sh
+
+# Scaling over sessions and I/O queues alone (scripts/bench.sh, BENCH_SCALING).
+bench-scaling: deps
+	@BENCH_SCALING=only scripts/bench.sh
 
 # Install paths (root): see scripts/install.sh and Documentation/admin-guide.rst.
 install: modules

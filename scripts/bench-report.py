@@ -3,6 +3,10 @@
 """Renders tests/vm/bench.sh's JSON: a Markdown table (medians, ratios of ours to each other
 contender and to the raw soft-RoCE limit) and an SVG bar chart (no plotting library needed).
 
+With scaling rows (BENCH_SCALING, tests/vm/bench_scaling.sh) also a table per job of
+(implementation, sessions or I/O queues, path selector) and a line chart next to bench.svg
+(bench-scaling.svg).
+
 usage: bench-report.py bench.json bench.md bench.svg
 """
 import json
@@ -101,7 +105,8 @@ def main():
           % (data["kernel"], data["runtime"], data["ramp"], data["reps"],
              raw.get("ib_read_bw_mbps", "-"), raw.get("ib_read_bw_cfg", "-s 131072 -t 128 -q 2"),
              raw.get("ib_write_bw_mbps", "-"), raw.get("ib_write_bw_cfg", "-s 131072 -t 128 -q 2")),
-          ""] + lines + per_io_table(res, contenders)
+          ""] + (lines if contenders else ["No contenders in this run (BENCH_SCALING=only)."]) \
+        + per_io_table(res, contenders) + scaling_table(data)
     if data.get("pair"):
         md[2] = ("Kernel %s, fio direct=1 libaio, %ss runtime after %ss ramp, %s rounds. Pair mode: "
                  "two VMs at once (one per host core), each running one contender job by job in "
@@ -141,6 +146,9 @@ def main():
            '<text x="10" y="20" font-size="14" font-family="sans-serif">iSER benchmark '
            '(bars normalised to the largest value per row)</text>'] + out + ["</svg>"]
     open(svg_path, "w").write("\n".join(svg) + "\n")
+    if data.get("scaling"):
+        root, ext = os.path.splitext(svg_path)
+        scaling_svg(data, root + "-scaling" + (ext or ".svg"))
 
 
 def median_ci(v, level=0.95):
@@ -192,6 +200,145 @@ def per_io_table(res, contenders):
         out.append("| %s | " % what + " | ".join(
             per_io(c, key, src) if (src == "rxe" or c == "rs") else "-" for c in contenders) + " |")
     return out
+
+
+SELECTORS = ["round-robin", "service-time", "none"]
+
+
+def scaling_medians(data):
+    """{job: {(impl, n, selector): (median IOPS, median CPU us/IO, median hw queues, runs)}}
+    from the "scaling" results ("IMPL|N|SELECTOR|JOB|ROUND" keys), runs with errors left out."""
+    groups = {}
+    for key, r in data.get("scaling", {}).items():
+        impl, n, sel, job, _ = key.split("|")
+        if r.get("errors"):
+            continue
+        groups.setdefault(job, {}).setdefault((impl, int(n), sel), []).append(r)
+    out = {}
+    for job, rows in groups.items():
+        out[job] = {k: (statistics.median(x["iops"] for x in v),
+                        statistics.median(x["cpu_us_per_io"] for x in v),
+                        statistics.median(x.get("hw_queues", 0) for x in v), len(v))
+                    for k, v in rows.items()}
+    return out
+
+
+def scaling_order(key):
+    impl, n, sel = key
+    order = ["rs", "c", "nvme", "rsb"]
+    return (order.index(impl) if impl in order else len(order), impl, n,
+            SELECTORS.index(sel) if sel in SELECTORS else len(SELECTORS), sel)
+
+
+def scaling_ours(rows, n, sel):
+    """Ours at N sessions with the same selector; for nvme-rdma (no selector), ours at N
+    sessions with the first selector that has a figure (round-robin before service-time)."""
+    if ("rs", n, sel) in rows:
+        return rows[("rs", n, sel)]
+    for s in SELECTORS:
+        if ("rs", n, s) in rows:
+            return rows[("rs", n, s)]
+    return None
+
+
+def scaling_table(data):
+    med = scaling_medians(data)
+    if not med:
+        return []
+    out = ["", "## Scaling over sessions (dm-multipath) and I/O queues", "",
+           "4k random reads, fio as above. iSER rows: N sessions to one LUN, one dm-multipath map "
+           "over their N disks with the selector shown (every path in one group); nvme-rdma rows: "
+           "one controller with nr_io_queues=N, no dm-multipath (`hw queues`: the blk-mq hardware "
+           "queues it got; nvme-rdma caps them at the guest's CPUs). CPU: system + softirq time "
+           "of all CPUs per I/O. `x1`: IOPS relative to 1 session (queue) of the same row kind. "
+           "Ratios to ours at the same N and selector (nvme-rdma: ours with round-robin); >1 "
+           "means ours is better (IOPS: ours/this, CPU: this/ours). Medians of the runs."]
+    for job in sorted(med):
+        rows = med[job]
+        out += ["", "%s:" % job, "",
+                "| implementation | sessions / queues | selector | hw queues | runs | IOPS | "
+                "CPU us/IO | x1 | ours/this IOPS | this/ours CPU |",
+                "|" + "---|" * 10]
+        for key in sorted(rows, key=scaling_order):
+            impl, n, sel = key
+            iops, cpu, hwq, runs = rows[key]
+            base = rows.get((impl, 1, sel))
+            x1 = "%.2f" % (iops / base[0]) if base and base[0] else "-"
+            ours = scaling_ours(rows, n, sel)
+            if impl == "rs" or ours is None:
+                r_iops = r_cpu = "-"
+            else:
+                r_iops = "%.2f" % (ours[0] / iops) if iops else "-"
+                r_cpu = "%.2f" % (cpu / ours[1]) if ours[1] else "-"
+            out.append("| %s | %d | %s | %g | %d | %.0f | %.1f | %s | %s | %s |"
+                       % (NAMES.get(impl, impl), n, "-" if sel == "none" else sel, hwq, runs,
+                          iops, cpu, x1, r_iops, r_cpu))
+    return out
+
+
+def scaling_svg(data, path):
+    """Two panels per job, IOPS and CPU us/IO against sessions (queues): one line per
+    implementation and selector (colour: implementation, dashes: selector)."""
+    med = scaling_medians(data)
+    colors = {"rs": "#d9480f", "c": "#1c7ed6", "nvme": "#2f9e44", "rsb": "#862e9c"}
+    dashes = {"round-robin": "", "service-time": "6,3", "none": "2,3"}
+    pw, ph, left, top_pad = 380, 220, 60, 40
+    out, y0 = [], 40
+    for job in sorted(med):
+        rows = med[job]
+        ns = sorted({k[1] for k in rows})
+        series = sorted({(k[0], k[2]) for k in rows},
+                        key=lambda s: scaling_order((s[0], 0, s[1])))
+        for col, (idx, unit) in enumerate([(0, "IOPS"), (1, "CPU us/IO")]):
+            x0 = 10 + col * (pw + left + 20)
+            vals = [v[idx] for v in rows.values()]
+            top = max(vals) * 1.1 if vals and max(vals) > 0 else 1
+            out.append('<text x="%d" y="%d" font-size="12" font-family="sans-serif">%s: %s</text>'
+                       % (x0, y0 - 8, job, unit))
+            out.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#adb5bd"/>'
+                       % (x0 + left, y0, pw, ph))
+            for f in (0, 0.5, 1):
+                out.append('<text x="%d" y="%.1f" font-size="10" font-family="sans-serif" '
+                           'text-anchor="end">%.0f</text>' % (x0 + left - 4, y0 + ph - f * ph + 4,
+                                                             top * f))
+
+            def px(n):
+                i = ns.index(n)
+                return x0 + left + (pw * (i + 0.5) / len(ns))
+            for n in ns:
+                out.append('<text x="%.1f" y="%d" font-size="10" font-family="sans-serif" '
+                           'text-anchor="middle">%d</text>' % (px(n), y0 + ph + 14, n))
+            for impl, sel in series:
+                pts = [(px(n), y0 + ph - rows[(impl, n, sel)][idx] / top * ph)
+                       for n in ns if (impl, n, sel) in rows]
+                if not pts:
+                    continue
+                out.append('<polyline fill="none" stroke="%s" stroke-width="2" '
+                           'stroke-dasharray="%s" points="%s"/>'
+                           % (colors.get(impl, "#000"), dashes.get(sel, "1,1"),
+                              " ".join("%.1f,%.1f" % p for p in pts)))
+                for x, y in pts:
+                    out.append('<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>'
+                               % (x, y, colors.get(impl, "#000")))
+        y0 += ph + 60
+    # Legend.
+    legend = sorted({(k[0], k[2]) for rows in med.values() for k in rows},
+                    key=lambda s: scaling_order((s[0], 0, s[1])))
+    for i, (impl, sel) in enumerate(legend):
+        ly = y0 + i * 16
+        out.append('<line x1="20" y1="%d" x2="60" y2="%d" stroke="%s" stroke-width="2" '
+                   'stroke-dasharray="%s"/>' % (ly, ly, colors.get(impl, "#000"),
+                                                dashes.get(sel, "1,1")))
+        out.append('<text x="68" y="%d" font-size="11" font-family="sans-serif">%s%s</text>'
+                   % (ly + 4, NAMES.get(impl, impl), "" if sel == "none" else ", " + sel))
+    height = y0 + len(legend) * 16 + 10
+    width = 2 * (pw + left + 20) + 20
+    svg = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d">' % (width, height),
+           '<rect width="100%" height="100%" fill="white"/>',
+           '<text x="10" y="20" font-size="14" font-family="sans-serif">Scaling: 4k random '
+           'reads against sessions (iSER, dm-multipath) or I/O queues (nvme-rdma)</text>']
+    svg += out + ["</svg>"]
+    open(path, "w").write("\n".join(svg) + "\n")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,15 @@
 # the absolute figures are lower than in the single-VM bench (the host is fully loaded), the
 # ratios are the point. No tcp/nvme/raw limit in this mode.
 #
+# BENCH_SCALING=1 (make bench-scaling: =only, without the contenders above): scaling rows as
+# well (tests/vm/bench_scaling.sh): 4k random reads through 1, 2 and 4 iSER sessions under one
+# dm-multipath map (round-robin and service-time), ours and the C driver, and nvme-rdma with as
+# many I/O queues; the report adds a table and results/bench-*/bench-scaling.svg. Narrowed by
+# BENCH_SCALING_SESSIONS ("1 2 4"), BENCH_SCALING_SELECTORS ("round-robin service-time"),
+# BENCH_SCALING_IMPLS ("rs c nvme"), BENCH_SCALING_JOBS ("rand4k_qd32_j1 rand4k_qd32_j2");
+# BENCH_SCALING_PATHS=iface: the sessions over one RDMA device and portal (default rxe: one
+# soft-RoCE device and portal group per session). Not in pair or profile mode.
+#
 # BENCH_ICOUNT=N: the guest runs on an instruction clock (scripts/vm-run VM_ICOUNT): CPU-bound
 # figures count guest instructions, not host seconds (Documentation/testing.rst).
 set -euo pipefail
@@ -33,7 +42,9 @@ if [ -n "${BENCH_ICOUNT:-}" ]; then
 fi
 mkdir -p "$res"
 env_vars="ISER_RESULTS=$res"
-for v in BENCH_RUNTIME BENCH_RAMP BENCH_REPS BENCH_PROFILE BENCH_PERF_ARGS BENCH_JOBS; do
+for v in BENCH_RUNTIME BENCH_RAMP BENCH_REPS BENCH_PROFILE BENCH_PERF_ARGS BENCH_JOBS \
+  BENCH_SCALING BENCH_SCALING_SESSIONS BENCH_SCALING_SELECTORS BENCH_SCALING_IMPLS \
+  BENCH_SCALING_JOBS BENCH_SCALING_PATHS; do
   [ -n "${!v:-}" ] && env_vars="$env_vars $v=${!v// /,}"
 done
 # BENCH_KO_B: a second build of our module (contender "rsb"), to measure a change A/B.
@@ -46,6 +57,7 @@ if [ "${BENCH_PAIR:-0}" = 1 ]; then
   read -ra cs <<<"${BENCH_CONTENDERS:-rs c}"
   [ ${#cs[@]} = 2 ] || { echo "bench: BENCH_PAIR needs two contenders, not '${cs[*]}'" >&2; exit 2; }
   [ -z "${BENCH_PROFILE:-}" ] || { echo "bench: BENCH_PAIR and BENCH_PROFILE exclude each other" >&2; exit 2; }
+  [ "${BENCH_SCALING:-0}" = 0 ] || { echo "bench: BENCH_PAIR and BENCH_SCALING exclude each other" >&2; exit 2; }
   # Build once here: the two VMs start with --no-build and each copies the module.
   "$top/scripts/deps.sh" >&2
   kdir=$("$top/scripts/kernel.sh" build perf | tail -n1)
@@ -94,7 +106,21 @@ fi
 # The guest's time limit grows with the work: per contender and round, six jobs of
 # runtime + ramp plus ~40 s to log in and out, with 50% headroom, plus boot and the raw limit.
 read -ra cs <<<"${BENCH_CONTENDERS:-rs c tcp nvme}"
+[ "${BENCH_SCALING:-0}" = only ] && cs=()
 limit=$(( 900 + ${BENCH_REPS:-3} * ${#cs[@]} * (6 * (${BENCH_RUNTIME:-8} + ${BENCH_RAMP:-2}) * slow + 40) * 3 / 2 ))
+if [ "${BENCH_SCALING:-0}" != 0 ]; then
+  # Per round: for each iSER initiator and session count ~40 s to log in and out, for each
+  # selector ~40 s for udevd, multipathd and the map, then the jobs (a few seconds each beyond
+  # runtime + ramp); for nvme-rdma ~20 s per queue count. 50% headroom, 120 s for the paths.
+  words() { local v=${1//,/ }; set -- $v; echo $#; }
+  sc_impls=" ${BENCH_SCALING_IMPLS:-rs c nvme} "; sc_impls=${sc_impls//,/ }
+  sc_i=0; for c in rs c; do [[ $sc_impls == *" $c "* ]] && sc_i=$((sc_i + 1)); done
+  sc_nv=0; [[ $sc_impls == *" nvme "* ]] && sc_nv=1
+  sc_n=$(words "${BENCH_SCALING_SESSIONS:-1 2 4}")
+  sc_l=$(words "${BENCH_SCALING_SELECTORS:-round-robin service-time}")
+  sc_job=$(( $(words "${BENCH_SCALING_JOBS:-rand4k_qd32_j1 rand4k_qd32_j2}") * ((${BENCH_RUNTIME:-8} + ${BENCH_RAMP:-2}) * slow + 5) ))
+  limit=$(( limit + 120 + ${BENCH_REPS:-3} * sc_n * (sc_i * (40 + sc_l * (40 + sc_job)) + sc_nv * (20 + sc_job)) * 3 / 2 ))
+fi
 VM_ENV="$env_vars" "$top/scripts/vm-run" --kernel perf --cpus "${BENCH_CPUS:-2}" --timeout "$limit" \
   -- "$top/tests/vm/bench.sh" | tee "$res/bench.log"
 if [ -n "${BENCH_PROFILE:-}" ]; then
@@ -107,4 +133,6 @@ if [ -n "${BENCH_PROFILE:-}" ]; then
 fi
 python3 "$top/scripts/bench-report.py" "$res/bench.json" "$res/bench.md" "$res/bench.svg"
 cat "$res/bench.md"
-echo "bench: $res/bench.md, $res/bench.svg"
+sc_svg=""
+[ ! -e "$res/bench-scaling.svg" ] || sc_svg=", $res/bench-scaling.svg"
+echo "bench: $res/bench.md, $res/bench.svg$sc_svg"

@@ -7,16 +7,21 @@
 #   nvme  nvme-rdma          -> nvmet-rdma port $IP:4420 (a second null_blk of the same size:
 #                               LIO and nvmet both open their device exclusively)
 #   rsb   another build of ours ($ISER_KO_B, from BENCH_KO_B: A/B of a change) -> as rs
+# BENCH_SCALING=1: then the scaling rows (tests/vm/bench_scaling.sh: 1, 2 and 4 sessions under
+# dm-multipath, ours and the C driver, and nvme-rdma with as many I/O queues); =only: those
+# alone (with the raw limit).
 # and the soft-RoCE limit (ib_read_bw / ib_write_bw, 128k, -t 128, best of 2 or 4 QPs).
 # fio: direct=1, libaio, time-based with ramp, BENCH_REPS repetitions, median reported.
 # Writes $ISER_RESULTS/bench.json; scripts/bench.sh renders the table and the chart.
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
+. "$here/bench_scaling.sh"
 RUNTIME=${BENCH_RUNTIME:-8}
 RAMP=${BENCH_RAMP:-2}
 REPS=${BENCH_REPS:-3}
 CONTENDERS=${BENCH_CONTENDERS:-rs c tcp nvme}
 CONTENDERS=${CONTENDERS//,/ }
+[ "${BENCH_SCALING:-0}" = only ] && CONTENDERS=""
 OUT=$ISER_RESULTS/bench.json
 NQN=nqn.2026-11.org.iser-rs:bench
 # Pair mode (scripts/bench.sh with BENCH_PAIR=1): this VM runs one contender while a second VM
@@ -52,7 +57,9 @@ lio_setup_bench() {
       && echo 32768 >$nb/$d/max_sectors && echo 1 >$nb/$d/power || return 1
   done
   bs=$CFS/core/iblock_0/nullb0
-  mkdir -p "$bs" && echo "udev_path=/dev/nullb0" >"$bs/control" && echo 1 >"$bs/enable" || return 1
+  # A serial of its own: multipathd (the scaling rows) tells LUNs apart by the wwid from it.
+  mkdir -p "$bs" && echo "udev_path=/dev/nullb0" >"$bs/control" \
+    && echo iserrsbench0 >"$bs/wwn/vpd_unit_serial" && echo 1 >"$bs/enable" || return 1
   tpg=$CFS/iscsi/$IQN/tpgt_1
   mkdir -p "$tpg/lun/lun_0" && ln -s "$bs" "$tpg/lun/lun_0/lun0_link" || return 1
   mkdir "$tpg/np/$IP:3260" && echo 1 >"$tpg/np/$IP:3260/iser" || return 1
@@ -261,6 +268,13 @@ for r in $(seq "$REPS"); do
   done
 done
 echo "}," >>"$OUT"
+if [ "${BENCH_SCALING:-0}" != 0 ]; then
+  if [ -n "${BENCH_PROFILE:-}" ] || [ -n "${BENCH_SYNC:-}" ]; then
+    echo "bench: BENCH_SCALING: not with BENCH_PROFILE or in pair mode; no scaling rows" >&2
+  else
+    scaling_run || echo "bench: scaling rows not run (see above)" >&2
+  fi
+fi
 if [ -n "${BENCH_PROFILE:-}" ] || [ -n "${BENCH_SYNC:-}" ]; then
   echo "\"raw\": {}}" >>"$OUT"
   iscsid_stop

@@ -486,18 +486,20 @@ path_b_down() {
   return 0
 }
 
-# lio_target2_up: target portal group 2 of $IQN, an iSER portal on $IP_B, LUN 0 on the same
-# backstore as tpgt_1 (lio_target_up first).
-lio_target2_up() {
-  local tpg=$CFS/iscsi/$IQN/tpgt_2 bs=$CFS/core/iblock_0/nullb0
+# lio_tpg_up T ADDR: target portal group T of $IQN, an iSER portal on ADDR:$PORT, LUN 0 on
+# the same backstore as tpgt_1 (lio_target_up first).
+lio_tpg_up() {
+  local tpg=$CFS/iscsi/$IQN/tpgt_$1 bs=$CFS/core/iblock_0/nullb0
   mkdir -p "$tpg/lun/lun_0" && ln -s "$bs" "$tpg/lun/lun_0/lun0_link" || return 1
-  mkdir "$tpg/np/$IP_B:$PORT" && echo 1 >"$tpg/np/$IP_B:$PORT/iser" || return 1
+  mkdir "$tpg/np/$2:$PORT" && echo 1 >"$tpg/np/$2:$PORT/iser" || return 1
   echo 0 >"$tpg/attrib/authentication"
   echo 1 >"$tpg/attrib/generate_node_acls"
   echo 1 >"$tpg/attrib/cache_dynamic_acls"
   echo 0 >"$tpg/attrib/demo_mode_write_protect"
   echo 1 >"$tpg/enable"
 }
+# lio_target2_up: portal group 2 on $IP_B (the second path of the multipath rig).
+lio_target2_up() { lio_tpg_up 2 "$IP_B"; }
 
 # lio_tpg_enable N 0|1: disables (every session through it is dropped, logins are refused)
 # or enables target portal group N: a path failure on the target's side.
@@ -508,7 +510,8 @@ lio_tpg_enable() { echo "$2" >"$CFS/iscsi/$IQN/tpgt_$1/enable"; }
 # rig's iSER configuration: every LIO LUN, both paths in one round-robin group (both carry
 # I/O), path checks every second, queueing for NO_PATH_RETRY (5) checks once every path is
 # down, then I/O errors; fast_io_fail_tmo, which multipathd writes into the iSCSI sessions'
-# recovery_tmo (the replacement timeout), FAST_IO_FAIL (10) s.
+# recovery_tmo (the replacement timeout), FAST_IO_FAIL (10) s. MP_SELECTOR: the path
+# selector ("round-robin 0"; the bench's scaling rows also use "service-time 0").
 MP_RULES="50-udev-default.rules 55-dm.rules 55-scsi-sg3_id.rules 56-dm-mpath.rules 58-scsi-sg3_symlink.rules 60-block.rules 60-persistent-storage.rules 60-persistent-storage-dm.rules 60-multipath.rules 95-dm-notify.rules"
 mp_start() {
   modprobe -a dm_multipath dm_round_robin scsi_dh_alua || return 1
@@ -548,7 +551,7 @@ devices {
         vendor               "LIO-ORG"
         product              ".*"
         path_grouping_policy ${MP_POLICY:-multibus}
-        path_selector        "round-robin 0"
+        path_selector        "${MP_SELECTOR:-round-robin 0}"
         path_checker         tur
 $(mp_prio_conf)
         failback             immediate
