@@ -14,6 +14,9 @@ res=$top/results/check-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$res"
 pass=0 failn=0 skipn=0 xfailn=0 planned=0
 t_start=$(date +%s)
+# phase TITLE: a section header with the time since the start, so that a run cut short by
+# CI's limit still shows where the time went.
+phase() { echo "== $* (at $(( $(date +%s) - t_start )) s)"; }
 result() {  # name rc
   planned=$((planned + 1))
   if [ "$2" = 0 ]; then echo "ok - $1"; pass=$((pass + 1)); else echo "not ok - $1"; failn=$((failn + 1)); fi
@@ -26,7 +29,7 @@ skipped() {
   echo "ok - $1 # SKIP $2"
 }
 
-echo "== host unit tests (tests/host: cargo test)"
+phase "host unit tests (tests/host: cargo test)"
 (cd tests/host && CARGO_TARGET_DIR=$top/tests/host/target cargo test 2>&1) | tee "$res/host-tests.log" | grep -E '^test |test result'
 hp=$(awk '/^test result:/{s+=$4} END{print s+0}' "$res/host-tests.log")
 hf=$(awk '/^test result:/{s+=$6} END{print s+0}' "$res/host-tests.log")
@@ -37,7 +40,7 @@ pass=$((pass + hp)); failn=$((failn + hf)); skipn=$((skipn + hi)); planned=$((pl
 
 fz=${ISER_FUZZ_SECONDS:-20}
 if [ "$fz" != 0 ]; then
-  echo "== fuzz (scripts/fuzz.sh $fz: libFuzzer, $fz s per target${ISER_FUZZ_RUNS:+, until $ISER_FUZZ_RUNS executions each})"
+  phase "fuzz (scripts/fuzz.sh $fz: libFuzzer, $fz s per target${ISER_FUZZ_RUNS:+, until $ISER_FUZZ_RUNS executions each})"
   scripts/fuzz.sh "$fz" 2>&1 | tee "$res/fuzz.log" | grep -E '^(fuzz|  )'
   result "fuzz: rust/proto parsers survive ${ISER_FUZZ_RUNS:-$fz s per target}${ISER_FUZZ_RUNS:+ executions per target}" "${PIPESTATUS[0]}"
 else
@@ -46,7 +49,7 @@ fi
 
 # The fuzz crate's own tests: every seed of the corpus through every target, and the
 # checks in tests/fuzz/src (cargo test; builds libfuzzer-sys, not the instrumented targets).
-echo "== fuzz crate seed tests (tests/fuzz: cargo test)"
+phase "fuzz crate seed tests (tests/fuzz: cargo test)"
 (cd tests/fuzz && CARGO_TARGET_DIR=$top/tests/fuzz/target-test cargo test --locked 2>&1) | tee "$res/fuzz-tests.log" | grep -E '^test |test result'
 fp=$(awk '/^test result:/{s+=$4} END{print s+0}' "$res/fuzz-tests.log")
 ff=$(awk '/^test result:/{s+=$6} END{print s+0}' "$res/fuzz-tests.log")
@@ -54,7 +57,7 @@ grep -q '^test result:' "$res/fuzz-tests.log" || ff=$((ff + 1))
 [ "$fp" -gt 0 ] || { echo "not ok - the fuzz crate ran no test"; ff=$((ff + 1)); }
 pass=$((pass + fp)); failn=$((failn + ff)); planned=$((planned + fp + ff))
 
-echo "== build checks"
+phase "build checks"
 kdir=$(scripts/kbuild.sh kdir) || { echo "no kernel tree"; exit 1; }
 echo "KDIR=$kdir"
 scripts/kbuild.sh modules >"$res/build.log" 2>&1; rc=$?
@@ -121,6 +124,49 @@ rm -rf "$it"
 [ $rc = 0 ] || tail -n 20 "$res/install.log"
 result "make install shadows the in-tree ib_iser, make uninstall restores it" $rc
 
+# The newest kernel: the same source builds warning-free and clippy-clean against 7.3 (the
+# VM suite on 7.3 is `make check KVER=7.3`; Documentation/testing.rst). ISER_SKIP_KVER2=1
+# skips it. A build check needs the configured tree's headers, scripts and Rust crates, not a
+# kernel: without a cached 7.3 kernel this runs `make modules_prepare` on the same debug
+# config (scripts/kernel.sh prepare: minutes; the full build took about 25 min on 2 cores).
+# kver2_checks: prints what failed and writes "RC NAME" lines to $res/kver2.results (it runs
+# in the background beside the last VM shard, where result() cannot count).
+kver2=0
+[ "${KVER:-6.12}" = 6.12 ] && [ "${ISER_SKIP_KVER2:-0}" != 1 ] && kver2=1
+kver2_checks() {
+  local k2 b2 rc mw out=$res/kver2.results
+  : >"$out"
+  if k2=$(KVER=7.3 scripts/deps.sh >/dev/null && KVER=7.3 scripts/kernel.sh prepare debug 2>"$res/kernel-7.3.log" | tail -n1); then
+    b2=$(mktemp -d); rc=0
+    # A copy of the tree: the 6.12 ib_iser.ko in the work tree stays what the VM suite ran.
+    git ls-files -z | xargs -0 cp --parents -t "$b2"
+    # A prepared tree has no Module.symvers: 7.x's modpost then fails on every symbol the
+    # module imports (6.12's only warned). The link against the kernel's exports is checked
+    # by the full build on the first series; here the compiler's and clippy's verdicts count.
+    mw=(); [ -f "$k2/linux/Module.symvers" ] || mw=(KBUILD_MODPOST_WARN=1)
+    env "${mw[@]}" KDIR="$k2/linux" "$b2/scripts/kbuild.sh" modules >"$res/build-7.3.log" 2>&1 || rc=1
+    [ $rc = 0 ] && grep -Eq 'warning:|error:' "$res/build-7.3.log" && rc=1
+    [ $rc = 0 ] || grep -E -A8 'warning:|error:' "$res/build-7.3.log" | head -n 40
+    echo "$rc module builds against $(cat "$k2/kernel.release") with warnings as errors" >>"$out"
+    touch "$b2/rust/ib_iser.rs"
+    env "${mw[@]}" KDIR="$k2/linux" "$b2/scripts/kbuild.sh" modules CLIPPY=1 >"$res/clippy-7.3.log" 2>&1; rc=$?
+    [ $rc = 0 ] && grep -Eq 'warning:|error:' "$res/clippy-7.3.log" && rc=1
+    [ $rc = 0 ] || grep -E -A8 'warning:|error:' "$res/clippy-7.3.log" | head -n 40
+    echo "$rc clippy clean against $(cat "$k2/kernel.release")" >>"$out"
+    rm -rf "$b2"
+  else
+    tail -n 20 "$res/kernel-7.3.log"; echo "1 7.3 kernel available" >>"$out"
+  fi
+}
+# kver2_report: counts what kver2_checks wrote (a check that never reported counts as failed).
+kver2_report() {
+  local rc name n=0
+  phase "build checks on the second kernel series (KVER=7.3${1:+; $1})"
+  [ -s "$res/kver2.log" ] && cat "$res/kver2.log"
+  while read -r rc name; do result "$name" "$rc"; n=$((n + 1)); done <"$res/kver2.results"
+  [ $n -gt 0 ] || result "build checks on 7.3 reported nothing (see $res/kver2.log)" 1
+}
+
 if [ "${ISER_SKIP_VM:-0}" != 1 ]; then
   # Two VMs (one per host core; each runs single-threaded TCG), each taking every other
   # test of tests/vm/tests.list. ISER_VM_SHARDS=1 runs one VM.
@@ -131,26 +177,50 @@ if [ "${ISER_SKIP_VM:-0}" != 1 ]; then
   # ISER_VM_MEM (default 2G): each kmemleak scan (one per test) takes time in proportion to
   # the guest's memory (KASAN's shadow and the page array are scanned too): 24 s at 3G, 14 s
   # at 1.5G in the debug VM (2026-12-04); the tests need a few hundred MiB.
-  echo "== VM suite (scripts/vm-run -- tests/vm/suite.sh, $shards VMs of ${ISER_VM_MEM:-2G})"
-  vm_pids=()
+  phase "VM suite (scripts/vm-run -- tests/vm/suite.sh, $shards VMs of ${ISER_VM_MEM:-2G})"
+  # The DKMS test and the 7.3 build checks run in the core the first shard frees (below):
+  # the last shard is planned that much lighter (tests/vm/plan.sh), so it ends with them.
+  ISER_PLAN_SLACK=0
+  if [ "$shards" -gt 1 ]; then
+    [ "${ISER_SKIP_DKMS:-0}" != 1 ] && ISER_PLAN_SLACK=$((ISER_PLAN_SLACK + 300))
+    [ $kver2 = 1 ] && ISER_PLAN_SLACK=$((ISER_PLAN_SLACK + 400))
+  fi
+  export ISER_PLAN_SLACK
+  vm_pids=() watch_pids=()
   for k in $(seq 0 $((shards - 1))); do
-    ISER_RESULTS=$res/vm$k VM_ENV="ISER_RESULTS=$res/vm$k ISER_SHARD=$k/$shards ISER_LOGIN_CYCLES=${ISER_LOGIN_CYCLES:-10} ISER_LONG=${ISER_LONG:-} TEST_TIMEOUT=${TEST_TIMEOUT:-900}" \
+    : >"$res/vm$k.log"
+    ISER_RESULTS=$res/vm$k VM_ENV="ISER_RESULTS=$res/vm$k ISER_SHARD=$k/$shards ISER_PLAN_SLACK=$ISER_PLAN_SLACK ISER_LOGIN_CYCLES=${ISER_LOGIN_CYCLES:-10} ISER_LONG=${ISER_LONG:-} TEST_TIMEOUT=${TEST_TIMEOUT:-900}" \
       scripts/vm-run --no-build --mem "${ISER_VM_MEM:-2G}" --timeout "$vm_timeout" -- tests/vm/suite.sh "${ISER_VM_TESTS:-.}" >"$res/vm$k.log" 2>&1 &
     vm_pids+=($!)
+    # Each test's result as it comes, with the time: a run cut short by CI's limit still
+    # shows which tests ran and how long (the full report follows when the shards are done).
+    tail --pid=$! -n +1 -F "$res/vm$k.log" 2>/dev/null | grep --line-buffered -E '^(not )?ok [0-9]+ ' \
+      | while IFS= read -r l; do echo "[VM $k at $(( $(date +%s) - t_start )) s] $l"; done &
+    watch_pids+=($!)
     # Stagger the boots a little (both read the same kernel and root at start).
     sleep 5
   done
-  # The DKMS install test (one more VM, one core, and a module build) starts as soon as the
-  # first shard is done, beside the last one, instead of after it: the shards never end
-  # together, and a core would idle meanwhile. It uses its own module tree and build
-  # directory, never the work tree's ib_iser.ko the shards load.
-  dkms_pid=
-  if [ "${ISER_SKIP_DKMS:-0}" != 1 ]; then
+  # The DKMS install test (one more VM, one core, and a module build) and then the build
+  # checks on the second kernel series start as soon as the first shard is done, beside the
+  # last one, instead of after it: the shards never end together, and a core would idle
+  # meanwhile. They use their own module trees and build directories, never the work tree's
+  # ib_iser.ko the shards load.
+  slack_pid=
+  if [ "${ISER_SKIP_DKMS:-0}" != 1 ] || [ $kver2 = 1 ]; then
     wait -n "${vm_pids[@]}"
-    scripts/dkms-test.sh "$res/dkms" >"$res/dkms.log" 2>&1 &
-    dkms_pid=$!
+    phase "first VM shard done: the DKMS test, then the 7.3 build checks, beside the other"
+    (
+      if [ "${ISER_SKIP_DKMS:-0}" != 1 ]; then
+        scripts/dkms-test.sh "$res/dkms" >"$res/dkms.log" 2>&1; echo $? >"$res/dkms.rc"
+      fi
+      # One make job: the last shard's VM has the other core.
+      [ $kver2 = 1 ] && JOBS=1 kver2_checks >"$res/kver2.log" 2>&1
+    ) &
+    slack_pid=$!
   fi
   wait "${vm_pids[@]}"
+  wait "${watch_pids[@]}" 2>/dev/null
+  phase "VM shards done"
   for k in $(seq 0 $((shards - 1))); do
     echo "-- VM $k"
     grep -E '^(ok|not ok|#|vm:|KTAP|1\.\.)' "$res/vm$k.log" | grep -Ev '^# (Logging|Login|Logout)'
@@ -174,43 +244,22 @@ if [ "${ISER_SKIP_VM:-0}" != 1 ]; then
 else
   skipped "VM suite" "ISER_SKIP_VM=1" "$(( $(tests/vm/plan.sh "${ISER_VM_TESTS:-.}" | wc -l) + 1 ))"
 fi
+[ -n "${slack_pid:-}" ] && wait "$slack_pid"
 if [ "${ISER_SKIP_VM:-0}" != 1 ] && [ "${ISER_SKIP_DKMS:-0}" != 1 ]; then
-  echo "== DKMS install test (scripts/dkms-test.sh: host DKMS in a private mount namespace, then a VM; started when the first VM shard ended)"
-  wait "$dkms_pid"; rc=$?
+  phase "DKMS install test (scripts/dkms-test.sh: host DKMS in a private mount namespace, then a VM; started when the first VM shard ended)"
+  rc=$(cat "$res/dkms.rc" 2>/dev/null || echo 1)
   grep -E '^\[dkms-test\]|^(# )?(modinfo|loaded by|dkms guest)' "$res/dkms.log"
-  [ $rc = 0 ] || tail -n 25 "$res/dkms.log"
-  result "DKMS install: iscsid's own load picks ours from updates/dkms; dkms remove restores the C driver" $rc
+  [ "$rc" = 0 ] || tail -n 25 "$res/dkms.log"
+  result "DKMS install: iscsid's own load picks ours from updates/dkms; dkms remove restores the C driver" "$rc"
 else
   skipped "DKMS install test" "ISER_SKIP_VM=1 or ISER_SKIP_DKMS=1"
 fi
-
-# The newest kernel: the same source builds warning-free and clippy-clean against 7.3 (the
-# VM suite on 7.3 is `make check KVER=7.3`; Documentation/testing.rst). ISER_SKIP_KVER2=1
-# skips it. A build check needs the configured tree's headers, scripts and Rust crates, not a
-# kernel: without a cached 7.3 kernel this runs `make modules_prepare` on the same debug
-# config (scripts/kernel.sh prepare: minutes; the full build took about 25 min on 2 cores).
-if [ "${KVER:-6.12}" = 6.12 ] && [ "${ISER_SKIP_KVER2:-0}" != 1 ]; then
-  echo "== build checks on the second kernel series (KVER=7.3)"
-  if k2=$(KVER=7.3 scripts/deps.sh >/dev/null && KVER=7.3 scripts/kernel.sh prepare debug 2>"$res/kernel-7.3.log" | tail -n1); then
-    b2=$(mktemp -d); rc=0
-    # A copy of the tree: the 6.12 ib_iser.ko in the work tree stays what the VM suite ran.
-    git ls-files -z | xargs -0 cp --parents -t "$b2"
-    # A prepared tree has no Module.symvers: 7.x's modpost then fails on every symbol the
-    # module imports (6.12's only warned). The link against the kernel's exports is checked
-    # by the full build on the first series; here the compiler's and clippy's verdicts count.
-    mw=(); [ -f "$k2/linux/Module.symvers" ] || mw=(KBUILD_MODPOST_WARN=1)
-    env "${mw[@]}" KDIR="$k2/linux" "$b2/scripts/kbuild.sh" modules >"$res/build-7.3.log" 2>&1 || rc=1
-    [ $rc = 0 ] && grep -Eq 'warning:|error:' "$res/build-7.3.log" && rc=1
-    [ $rc = 0 ] || grep -E -A8 'warning:|error:' "$res/build-7.3.log" | head -n 40
-    result "module builds against $(cat "$k2/kernel.release") with warnings as errors" $rc
-    touch "$b2/rust/ib_iser.rs"
-    env "${mw[@]}" KDIR="$k2/linux" "$b2/scripts/kbuild.sh" modules CLIPPY=1 >"$res/clippy-7.3.log" 2>&1; rc=$?
-    [ $rc = 0 ] && grep -Eq 'warning:|error:' "$res/clippy-7.3.log" && rc=1
-    [ $rc = 0 ] || grep -E -A8 'warning:|error:' "$res/clippy-7.3.log" | head -n 40
-    result "clippy clean against $(cat "$k2/kernel.release")" $rc
-    rm -rf "$b2"
+if [ $kver2 = 1 ]; then
+  if [ -n "${slack_pid:-}" ]; then
+    kver2_report "run beside the last VM shard"
   else
-    tail -n 20 "$res/kernel-7.3.log"; result "7.3 kernel available" 1
+    kver2_checks >"$res/kver2.log" 2>&1
+    kver2_report
   fi
 elif [ "${KVER:-6.12}" = 6.12 ]; then
   skipped "build and clippy checks on 7.3" "ISER_SKIP_KVER2=1" 2

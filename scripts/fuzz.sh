@@ -79,9 +79,10 @@ corpus=${ISER_FUZZ_CORPUS:-${ISER_RS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/iser
 # ISER_FUZZ_RUNS=N stops each target after N executions instead (make check-long: 10 million),
 # with SECONDS_PER_TARGET as the upper bound of its time.
 runs_arg=${ISER_FUZZ_RUNS:+-runs=$ISER_FUZZ_RUNS}
-failed=0
-for t in $targets; do
-  [ -x "$bin/$t" ] || { echo "fuzz $t: no such target"; failed=1; continue; }
+# fuzz_one TARGET: runs one target, prints its summary; non-zero if it failed.
+fuzz_one() {
+  local t=$1 fail=0 before log t0 rc el crashes done_line runs s after a
+  [ -x "$bin/$t" ] || { echo "fuzz $t: no such target"; return 1; }
   mkdir -p "$corpus/$t"
   before=$(find "$corpus/$t" -type f | wc -l)
   log=$res/$t.log
@@ -103,12 +104,12 @@ for t in $targets; do
   after=$(find "$corpus/$t" -type f | wc -l)
   echo "fuzz $t: ${runs:-0} runs in ${s} s, $crashes crashes, corpus $before -> $after inputs"
   # A run that executed nothing proves nothing.
-  [ "${runs:-0}" -gt 0 ] || { echo "  $t executed no input"; failed=1; }
+  [ "${runs:-0}" -gt 0 ] || { echo "  $t executed no input"; fail=1; }
   if [ -n "${ISER_FUZZ_RUNS:-}" ] && [ "$crashes" = 0 ] && [ "${runs:-0}" -lt "$ISER_FUZZ_RUNS" ]; then
-    echo "  $t reached ${runs:-0} of the $ISER_FUZZ_RUNS executions asked for in $secs s"; failed=1
+    echo "  $t reached ${runs:-0} of the $ISER_FUZZ_RUNS executions asked for in $secs s"; fail=1
   fi
   if [ "$crashes" -gt 0 ]; then
-    failed=1
+    fail=1
     if grep -q 'panicked at' "$log"; then
       grep -m1 -A1 'panicked at' "$log" | sed 's/^/  /'  # location, then the message
     else
@@ -118,6 +119,20 @@ for t in $targets; do
       echo "  artifact: ${a#"$top"/} (reproduce: ${bin#"$top"/}/$t ${a#"$top"/})"
     done
   fi
+  return $fail
+}
+# The targets run side by side, one per core (each fuzzer is single-threaded); their
+# summaries are printed in the list's order.
+jobs_max=${ISER_FUZZ_JOBS:-$(nproc)}
+failed=0
+for t in $targets; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+  { fuzz_one "$t"; echo $? >"$res/$t.rc"; } >"$res/$t.summary" 2>&1 &
+done
+wait
+for t in $targets; do
+  cat "$res/$t.summary"
+  [ "$(cat "$res/$t.rc" 2>/dev/null)" = 0 ] || failed=1
 done
 echo "fuzz: logs in ${res#"$top"/}"
 exit $failed

@@ -37,7 +37,10 @@ mount -t 9p -o trans=virtio,version=9p2000.L run "$RUN"
 hostname iser-vm
 ip link set lo up
 # Every NIC up: the second one is the hub peer that keeps the first one's TX queue moving.
-for n in /sys/class/net/*; do [ -e "$n/device" ] && ip link set "${n##*/}" up; done
+# One `ip` for all (each exec costs a second or two in the debug VM): the first NIC's
+# first packets otherwise wait for a peer not up yet, and once (2026-12-05) that was past
+# the 5 s TX watchdog ("NETDEV WATCHDOG: ... transmit queue 0 timed out").
+for n in /sys/class/net/*; do [ -e "$n/device" ] && echo "link set ${n##*/} up"; done | ip -batch -
 export HOME=/root TERM=dumb
 touch "$RUN/started"
 bash "$RUN/cmd.sh" </dev/null

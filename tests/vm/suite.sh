@@ -162,7 +162,7 @@ verdict() {
     elif [ "$p_rc" = 0 ] && [ ${#p_why[@]} = 0 ]; then
       echo "ok $p_n $p_name # ${p_secs}s"; pass=$((pass + 1))
     else
-      [ "$p_rc" = 124 ] && echo "# $p_name timed out after ${TEST_TIMEOUT:-900} s"
+      [ "$p_rc" = 124 ] && echo "# $p_name timed out after $p_tmo s"
       [ ${#p_why[@]} = 0 ] || printf '%s\n' "${p_why[@]}" | sed 's/^/#   /'
       if [ "$p_xfail" = 1 ]; then
         echo "not ok $p_n $p_name # TODO known failure (tests.list), exit $p_rc, ${p_secs}s"; xfailn=$((xfailn + 1))
@@ -199,10 +199,15 @@ for line in "${lines[@]}"; do
     p_after+=("ok $n $name # SKIP runs in make check-long only (LONG=1 in tests.list)")
     skipn=$((skipn + 1)); [ -n "$p_name" ] || verdict; continue
   fi
+  # TIMEOUT=N in tests.list: this test's limit, when longer than TEST_TIMEOUT.
+  tmo=${TEST_TIMEOUT:-900}
+  for e in $envs; do
+    case $e in TIMEOUT=*) [ "${e#TIMEOUT=}" -gt "$tmo" ] && tmo=${e#TIMEOUT=} ;; esac
+  done
   dmesg -C
   start=$(date +%s)
   # shellcheck disable=SC2086
-  env $envs timeout -k 10 "${TEST_TIMEOUT:-900}" bash "$here/tests/$script" >"$RES/$name.log" 2>&1
+  env $envs timeout -k 10 "$tmo" bash "$here/tests/$script" >"$RES/$name.log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
   dmesg >"$RES/$name.test.dmesg"
@@ -256,7 +261,7 @@ for line in "${lines[@]}"; do
   fi
   # This scan judges the previous test (see kmemleak_scan); this one waits for the next.
   kmemleak_scan && verdict
-  p_name=$name p_n=$n p_rc=$rc p_secs=$secs p_xfail=$xfail p_times="test ${secs}s, cleanup $((t_km - t_cl))s"
+  p_name=$name p_n=$n p_rc=$rc p_secs=$secs p_xfail=$xfail p_tmo=$tmo p_times="test ${secs}s, cleanup $((t_km - t_cl))s"
   p_why=("${why[@]}")
   mv "$RES/.block" "$RES/.pending"
   [ -w "$KMEMLEAK" ] || { p_why+=("kmemleak is not available: leaks cannot be checked"); verdict; }
