@@ -22,6 +22,15 @@
 #
 # ISER_RUN_XFAIL=1 runs the known failures (XFAIL) without the long loops of ISER_LONG.
 #
+# ISER_DEADLINE=T (epoch seconds; set by make check only when CI's time limit applies:
+# .ci/run, scripts/check.sh): a test that would not end by T on this machine is not started.
+# Its expected time is its tests/vm/durations weight times the pace measured so far in this
+# VM (seconds taken per second of weight, at least 1: the durations file is this rig on a
+# fast day), plus half. Such a test is reported "# SKIP not run: CI's time budget", counted
+# apart on the summary line ("not run for the budget"), and make check prints them; a test
+# that is started gets at most until T (a test cut there fails: it did not finish). Without
+# ISER_DEADLINE every planned test runs.
+#
 # ISER_SHARD=K/N runs only every N-th test starting at the K-th (0-based), so N VMs can share
 # the list (scripts/check.sh runs two, one per host core); tests/vm/plan.sh selects them.
 #
@@ -42,6 +51,13 @@ echo "# kernel $(uname -r), ib_iser.ko $(modinfo -F srcversion "$ISER_KO" 2>/dev
 echo "1..$planned"
 pass=0 failn=0 skipn=0 xfailn=0 n=1
 lockdep_off=
+# The deadline's bookkeeping: each test's weight, and the weight and seconds of those run.
+budgetn=0 w_run=0 t_run=0
+declare -A weight=()
+while read -r a b; do [[ $a == \#* || -z $b ]] || weight[$a]=$b; done <"$here/durations"
+if [ -n "${ISER_DEADLINE:-}" ]; then
+  echo "# CI's deadline: $(( ISER_DEADLINE - $(date +%s) )) s from now (guest clock); tests that would not end by then are not started"
+fi
 
 # lockdep_on: debug_locks is still 1 (lockdep turns itself off after its first report).
 lockdep_on() { grep -Eq '^ *debug_locks: +1$' /proc/lockdep_stats 2>/dev/null; }
@@ -204,6 +220,17 @@ for line in "${lines[@]}"; do
   for e in $envs; do
     case $e in TIMEOUT=*) [ "${e#TIMEOUT=}" -gt "$tmo" ] && tmo=${e#TIMEOUT=} ;; esac
   done
+  w=${weight[$name]:-120}
+  if [ -n "${ISER_DEADLINE:-}" ]; then
+    # pace in hundredths: seconds taken per second of weight so far, at least 1
+    pace=100; [ "$w_run" -gt 0 ] && pace=$(( t_run * 100 / w_run )); [ "$pace" -ge 100 ] || pace=100
+    need=$(( w * pace * 150 / 10000 )) left=$(( ISER_DEADLINE - $(date +%s) ))
+    if [ "$need" -gt "$left" ]; then
+      p_after+=("ok $n $name # SKIP not run: CI's time budget (${left} s left, about ${need} s needed at this VM's pace, $((pace / 100)).$(printf %02d $((pace % 100))) x tests/vm/durations)")
+      skipn=$((skipn + 1)) budgetn=$((budgetn + 1)); [ -n "$p_name" ] || verdict; continue
+    fi
+    [ "$left" -lt "$tmo" ] && tmo=$left
+  fi
   dmesg -C
   start=$(date +%s)
   # shellcheck disable=SC2086
@@ -261,6 +288,7 @@ for line in "${lines[@]}"; do
   fi
   # This scan judges the previous test (see kmemleak_scan); this one waits for the next.
   kmemleak_scan && verdict
+  w_run=$(( w_run + w )) t_run=$(( t_run + $(date +%s) - start ))
   p_name=$name p_n=$n p_rc=$rc p_secs=$secs p_xfail=$xfail p_tmo=$tmo p_times="test ${secs}s, cleanup $((t_km - t_cl))s"
   p_why=("${why[@]}")
   mv "$RES/.block" "$RES/.pending"
@@ -269,5 +297,6 @@ done
 # The last test: its leaks are reported by one more scan.
 kmemleak_scan && verdict
 echo "# Totals: pass:$pass fail:$failn xfail:$xfailn xpass:0 skip:$skipn error:$(( planned - pass - failn - skipn - xfailn ))"
-echo "vm: planned $planned, $pass passed, $failn failed, $skipn skipped, $xfailn known failures"
+[ "$w_run" -gt 0 ] && echo "# pace: $t_run s for $w_run s of tests/vm/durations weight ($(( t_run * 100 / w_run ))%)"
+echo "vm: planned $planned, $pass passed, $failn failed, $skipn skipped ($budgetn not run for the budget), $xfailn known failures"
 [ $failn = 0 ] && [ $((pass + failn + skipn + xfailn)) = "$planned" ]
