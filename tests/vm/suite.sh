@@ -25,8 +25,7 @@
 # ISER_DEADLINE=T (epoch seconds; set by make check only when CI's time limit applies:
 # .ci/run, scripts/check.sh): a test that would not end by T on this machine is not started.
 # Its expected time is its tests/vm/durations weight times the pace measured so far in this
-# VM (seconds taken per second of weight, at least 1: the durations file is this rig on a
-# fast day), plus half. Such a test is reported "# SKIP not run: CI's time budget", counted
+# VM (seconds taken per second of weight; 1 before the first test, at least 0.5), plus half. Such a test is reported "# SKIP not run: CI's time budget", counted
 # apart on the summary line ("not run for the budget"), and make check prints them; a test
 # that is started gets at most until T (a test cut there fails: it did not finish). Without
 # ISER_DEADLINE every planned test runs.
@@ -222,8 +221,9 @@ for line in "${lines[@]}"; do
   done
   w=${weight[$name]:-120}
   if [ -n "${ISER_DEADLINE:-}" ]; then
-    # pace in hundredths: seconds taken per second of weight so far, at least 1
-    pace=100; [ "$w_run" -gt 0 ] && pace=$(( t_run * 100 / w_run )); [ "$pace" -ge 100 ] || pace=100
+    # pace in hundredths: seconds taken per second of weight so far (1 before the first
+    # test; at least 0.5: a fast machine's pace after a few short tests is no promise)
+    pace=100; [ "$w_run" -gt 0 ] && pace=$(( t_run * 100 / w_run )); [ "$pace" -ge 50 ] || pace=50
     need=$(( w * pace * 150 / 10000 )) left=$(( ISER_DEADLINE - $(date +%s) ))
     if [ "$need" -gt "$left" ]; then
       p_after+=("ok $n $name # SKIP not run: CI's time budget (${left} s left, about ${need} s needed at this VM's pace, $((pace / 100)).$(printf %02d $((pace % 100))) x tests/vm/durations)")
