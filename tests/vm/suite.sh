@@ -25,10 +25,12 @@
 # ISER_DEADLINE=T (epoch seconds; set by make check only when CI's time limit applies:
 # .ci/run, scripts/check.sh): a test that would not end by T on this machine is not started.
 # Its expected time is its tests/vm/durations weight times the pace measured so far in this
-# VM (seconds taken per second of weight; 1 before the first test, at least 0.5), plus half. Such a test is reported "# SKIP not run: CI's time budget", counted
-# apart on the summary line ("not run for the budget"), and make check prints them; a test
-# that is started gets at most until T (a test cut there fails: it did not finish). Without
-# ISER_DEADLINE every planned test runs.
+# VM (seconds taken per second of weight; 1 before the first test, at least 0.5), plus half.
+# Such a test is reported "# SKIP not run: CI's time budget", counted apart on the summary
+# line ("not run for the budget"), and make check prints them. A test that is started gets
+# at most until T; one stopped there with nothing wrong seen until then is inconclusive and
+# reported with them (a splat, leak or connection failure fails it). Without ISER_DEADLINE
+# every planned test runs.
 #
 # ISER_SHARD=K/N runs only every N-th test starting at the K-th (0-based), so N VMs can share
 # the list (scripts/check.sh runs two, one per host core); tests/vm/plan.sh selects them.
@@ -172,7 +174,13 @@ verdict() {
       [ "$leaks" = 0 ] || p_why+=("kmemleak: $leaks unreferenced objects (first: $(grep -m1 -A14 '^unreferenced object' "$RES/$p_name.kmemleak" | sed -n '/backtrace/,$p' | grep -m3 -E '\+0x' | tr -s ' ' | tr '\n' ' '))")
       echo "# $p_times, kmemleak ${km_secs}s"
     fi
-    if [ "$p_rc" = "$KSFT_SKIP" ] && [ ${#p_why[@]} = 0 ]; then
+    if [ "$p_rc" = 124 ] && [ "$p_cut" = 1 ] && [ ${#p_why[@]} = 0 ]; then
+      # Stopped by CI's deadline, not by its own limit, with nothing wrong seen until then:
+      # inconclusive, so counted with the tests the budget left out (a splat, a leak or a
+      # connection failure seen until then fails it as always).
+      echo "ok $p_n $p_name # SKIP not run: CI's time budget (started, stopped at the deadline after ${p_secs}s: inconclusive)"
+      skipn=$((skipn + 1)) budgetn=$((budgetn + 1))
+    elif [ "$p_rc" = "$KSFT_SKIP" ] && [ ${#p_why[@]} = 0 ]; then
       echo "ok $p_n $p_name # SKIP $(grep -m1 '^SKIP: ' "$RES/$p_name.log" | cut -c7-)"; skipn=$((skipn + 1))
     elif [ "$p_rc" = 0 ] && [ ${#p_why[@]} = 0 ]; then
       echo "ok $p_n $p_name # ${p_secs}s"; pass=$((pass + 1))
@@ -219,7 +227,7 @@ for line in "${lines[@]}"; do
   for e in $envs; do
     case $e in TIMEOUT=*) [ "${e#TIMEOUT=}" -gt "$tmo" ] && tmo=${e#TIMEOUT=} ;; esac
   done
-  w=${weight[$name]:-120}
+  w=${weight[$name]:-120} cut=0
   if [ -n "${ISER_DEADLINE:-}" ]; then
     # pace in hundredths: seconds taken per second of weight so far (1 before the first
     # test; at least 0.5: a fast machine's pace after a few short tests is no promise)
@@ -229,7 +237,7 @@ for line in "${lines[@]}"; do
       p_after+=("ok $n $name # SKIP not run: CI's time budget (${left} s left, about ${need} s needed at this VM's pace, $((pace / 100)).$(printf %02d $((pace % 100))) x tests/vm/durations)")
       skipn=$((skipn + 1)) budgetn=$((budgetn + 1)); [ -n "$p_name" ] || verdict; continue
     fi
-    [ "$left" -lt "$tmo" ] && tmo=$left
+    [ "$left" -lt "$tmo" ] && tmo=$left cut=1
   fi
   dmesg -C
   start=$(date +%s)
@@ -248,7 +256,8 @@ for line in "${lines[@]}"; do
       echo "== ${p#/proc/} $c state $(awk '/^State:/ { print $2 }' "$p/status") wchan $(cat "$p/wchan" 2>/dev/null)"
       cat "$p/stack" 2>/dev/null
     done >"$RES/$name.procs"
-    [ -s "$RES/$name.procs" ] && why+=("processes at the end (all in $name.procs):" "$(grep '^==' "$RES/$name.procs" | head -n 8)")
+    # (not for a test stopped by CI's deadline: its processes are the ones it had left)
+    [ -s "$RES/$name.procs" ] && ! { [ $rc = 124 ] && [ $cut = 1 ]; } && why+=("processes at the end (all in $name.procs):" "$(grep '^==' "$RES/$name.procs" | head -n 8)")
   fi
   {
   sed 's/^/# /' "$RES/$name.log"
@@ -289,7 +298,7 @@ for line in "${lines[@]}"; do
   # This scan judges the previous test (see kmemleak_scan); this one waits for the next.
   kmemleak_scan && verdict
   w_run=$(( w_run + w )) t_run=$(( t_run + $(date +%s) - start ))
-  p_name=$name p_n=$n p_rc=$rc p_secs=$secs p_xfail=$xfail p_tmo=$tmo p_times="test ${secs}s, cleanup $((t_km - t_cl))s"
+  p_name=$name p_n=$n p_rc=$rc p_secs=$secs p_xfail=$xfail p_tmo=$tmo p_cut=$cut p_times="test ${secs}s, cleanup $((t_km - t_cl))s"
   p_why=("${why[@]}")
   mv "$RES/.block" "$RES/.pending"
   [ -w "$KMEMLEAK" ] || { p_why+=("kmemleak is not available: leaks cannot be checked"); verdict; }
