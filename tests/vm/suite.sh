@@ -174,7 +174,7 @@ verdict() {
       [ "$leaks" = 0 ] || p_why+=("kmemleak: $leaks unreferenced objects (first: $(grep -m1 -A14 '^unreferenced object' "$RES/$p_name.kmemleak" | sed -n '/backtrace/,$p' | grep -m3 -E '\+0x' | tr -s ' ' | tr '\n' ' '))")
       echo "# $p_times, kmemleak ${km_secs}s"
     fi
-    if [ "$p_rc" = 124 ] && [ "$p_cut" = 1 ] && [ ${#p_why[@]} = 0 ]; then
+    if [ "$p_rc" = 124 ] && [ "$p_cut" = 1 ] && [ ${#p_why[@]} = 0 ] && ! grep -q '^FAIL: ' "$RES/$p_name.log"; then
       # Stopped by CI's deadline, not by its own limit, with nothing wrong seen until then:
       # inconclusive, so counted with the tests the budget left out (a splat, a leak or a
       # connection failure seen until then fails it as always).
