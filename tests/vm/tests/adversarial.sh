@@ -64,7 +64,7 @@ mism=0 xfails=0 total=0 failed_names=()
 # has rules (has_rules) or ends the target (has_exit).
 hdr() {
   local line
-  expect="" expect_c="" run="" xfail="" want_dmesg="" cost="" has_rules="" has_exit="" fresh=""
+  expect="" expect_c="" run="" xfail="" want_dmesg="" cost="" has_rules="" has_exit="" fresh="" settle=""
   while IFS= read -r line; do
     case $line in
       '# expect: '*) expect+="${line#'# expect: '} " ;;
@@ -73,6 +73,7 @@ hdr() {
       '# xfail: '*) xfail=${line#'# xfail: '} ;;
       '# expect-dmesg: '*) want_dmesg=${line#'# expect-dmesg: '} ;;
       '# cost: '*) cost=${line#'# cost: '} ;;
+      '# settle: '*) settle=${line#'# settle: '}; settle=${settle%% *} ;;
       on\ *|after\ *) has_rules=1 ;;
     esac
     case $line in
@@ -271,6 +272,9 @@ run_scenario() {
         ;;
       none) io=ok ;;
     esac
+    # settle: S, for rules whose actions come after the run's I/O ended (a sleep in an
+    # action): the observations wait for them.
+    [ -n "$settle" ] && nap "$settle"
   fi
   # Observations. A shared session must still work (or recover) for the next scenario.
   local wait_s=${RECOVER_S:-40}
