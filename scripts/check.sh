@@ -190,12 +190,13 @@ if [ "${ISER_SKIP_VM:-0}" != 1 ]; then
     [ $kver2 = 1 ] && ISER_PLAN_SLACK=$((ISER_PLAN_SLACK + 400))
   fi
   export ISER_PLAN_SLACK
-  # Under CI's deadline: every shard stops starting tests 300 s before it (the last kmemleak
-  # scan, the VM's shutdown, the report); the last shard 900 s before that too, for the DKMS
-  # test (~300 s) and the 7.3 checks (~400 s, one make job) that start when a shard ends.
+  # Under CI's deadline: every shard stops starting tests 420 s before it (the cleanup of a
+  # test stopped there, the last kmemleak scan, the VM's shutdown, the report: on a slow
+  # machine a cleanup alone can take minutes); the last shard 900 s before that too, for the
+  # DKMS test (~300 s) and the 7.3 checks (~400 s, one make job) that start when a shard ends.
   dl=
   if [ -n "${ISER_CI_DEADLINE:-}" ]; then
-    dl=$(( ISER_CI_DEADLINE - 300 ))
+    dl=$(( ISER_CI_DEADLINE - 420 ))
     # and a VM still running a minute before it is stopped (its unrun tests count as failed)
     [ $(( ISER_CI_DEADLINE - 60 - $(date +%s) )) -lt "$vm_timeout" ] && vm_timeout=$(( ISER_CI_DEADLINE - 60 - $(date +%s) ))
     echo "CI's deadline in $(( ISER_CI_DEADLINE - $(date +%s) )) s: VM tests start only if they can end $(( dl - $(date +%s) )) s from now ($(( dl - 900 - $(date +%s) )) s in the last VM)"
