@@ -362,10 +362,10 @@ iser_login() {
   # (the parameter matrix's cmds_max 1024 cell: 10 s without a PDU from LIO, seen in CI on
   # 6.12) (NOOP_TIMEOUT, from tests.list). Both C and Rust initiators fail alike there with
   # the default.
-  # Every test that injects no fault gets 30 s (2026-12-05: on a slow CI machine LIO left
-  # 5 s pings of the data tests unanswered behind 8 MiB of writes, and the suite rightly
-  # failed the test for the connection failure that followed); a 30 s ping hides nothing a
-  # data test checks. Fault tests (FAULTS=1) keep open-iscsi's 5 s: they detect dead links by it.
+  # Every test that injects no fault gets 30 s (on slow hosts, 2026-12-04/05, LIO left 5 s
+  # pings of the data tests unanswered behind megabytes of queued writes, and the suite
+  # rightly failed the test for the connection failure that followed); a 30 s ping hides
+  # nothing a data test checks. Fault tests (FAULTS=1) keep open-iscsi's 5 s: they detect dead links by it.
   local noop=${NOOP_TIMEOUT:-}
   [ -n "$noop" ] || [ "${FAULTS:-0}" = 1 ] || noop=30
   [ -n "$noop" ] || [ "${TARGET:-lio}" != tgt ] || noop=30
