@@ -143,9 +143,14 @@ struct SlotShared {
     t0: AtomicU64,
     /// [read, write]: [`Exposed`] words, what a Send with Invalidate is checked against.
     exposed: [AtomicU64; 2],
-    /// For an ABORT TASK in this slot: the slot of the task it aborts, plus one (0: none).
-    /// Its answer is held until that task's registrations are invalidated (`on_rx`).
-    abort_ref: AtomicU32,
+    /// For a task management request in this slot: the tasks its answer releases
+    /// ([`ptask::TmfRef::encode`]; 0: none). Its answer is held until their registrations
+    /// are invalidated (`on_rx`).
+    tmf_ref: AtomicU32,
+    /// The LUN field (raw, [`bhs::lun`]) of the slot's SCSI command that registered memory,
+    /// or of its task management request. Written before `exposed` or `tmf_ref` (Release),
+    /// read after them (Acquire).
+    lun: AtomicU64,
 }
 
 /// Completion-side state of one task slot.
@@ -948,7 +953,8 @@ impl IserConn {
             sh_slots.push(
                 SlotShared {
                     sends_pending: AtomicU32::new(0),
-                    abort_ref: AtomicU32::new(0),
+                    tmf_ref: AtomicU32::new(0),
+                    lun: AtomicU64::new(0),
                     xmit_busy: AtomicBool::new(false),
                     t0: AtomicU64::new(0),
                     exposed: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -1279,12 +1285,12 @@ impl IserConn {
         let bhs_bytes = *task.bhs();
         let dlen = bhs::data_segment_length(&bhs_bytes) as usize;
         let op = bhs::opcode(&bhs_bytes);
-        // An ABORT TASK: which task its answer releases (set before the post; `on_rx`).
+        // A task management request: which tasks its answer releases (set before the post;
+        // `on_rx`).
         if let Some(s) = b.sh.slots.get(idx) {
-            let aborted = bhs::abort_task_rtt(&bhs_bytes)
-                .and_then(|rtt| ptask::itt_index(rtt, b.sh.n))
-                .map_or(0, |i| i as u32 + 1);
-            s.abort_ref.store(aborted, Ordering::Release);
+            let r = bhs::tmf_scope(&bhs_bytes).and_then(|sc| ptask::TmfRef::of(sc, b.sh.n));
+            s.lun.store(bhs::lun(&bhs_bytes), Ordering::Relaxed);
+            s.tmf_ref.store(ptask::TmfRef::encode(r), Ordering::Release);
         }
         let login_task = task.is_login_task();
         let mut data = None;
@@ -1373,10 +1379,14 @@ impl IserConn {
         task: &mut Task<'_>,
     ) -> core::result::Result<Option<(u64, u32)>, XmitError> {
         let idx = task.index();
-        // The two fields used, read in place (not a copy of the whole BHS).
-        let (flags, edtl) = {
+        // The fields used, read in place (not a copy of the whole BHS).
+        let (flags, edtl, lun) = {
             let h = task.bhs();
-            (h[1], u32::from_be_bytes([h[20], h[21], h[22], h[23]]))
+            (
+                h[1],
+                u32::from_be_bytes([h[20], h[21], h[22], h[23]]),
+                bhs::lun(h),
+            )
         };
         let dir = match (flags & CMD_READ != 0, flags & CMD_WRITE != 0) {
             (false, false) => DataDir::None,
@@ -1452,8 +1462,9 @@ impl IserConn {
             };
             reg = dres.fr.map(|i| (i, inval, access));
             // Published before the post: the response's Send with Invalidate is checked
-            // against it.
+            // against it, a LUN reset's answer against the LUN.
             if let Some(s) = b.sh.slots.get(idx) {
+                s.lun.store(lun, Ordering::Relaxed);
                 s.exposed[slot_dir].store(exposed.encode(), Ordering::Release);
             }
             match &mut *g {
@@ -1634,13 +1645,13 @@ impl IserConn {
                 .get_mut(i)
                 .and_then(|s| s.deferred.take())
                 .is_some();
-            // An ABORT TASK that ends here is not answered any more.
+            // A task management request that ends here is not answered any more.
             if let Some(s) = side.sh.slots.get(i) {
-                s.abort_ref.store(0, Ordering::Release);
+                s.tmf_ref.store(0, Ordering::Release);
             }
             // After teardown took the handle there is nothing to post on (and no target).
             let invalidated = match rq {
-                Some(_) => Self::invalidate_local(rq.as_ref(), &side.sh, i, i),
+                Some(_) => Self::invalidate_local(rq.as_ref(), &side.sh, i, i, |_| true),
                 None => Ok(false),
             };
             (dropped, invalidated)
@@ -1858,44 +1869,53 @@ impl IserConn {
         // registration is invalidated here and the response waits for it, so that the
         // target can no longer reach the task's pages once libiscsi gave them back (issue 20
         // item 5; NVMe/RDMA hosts do the same). With Send with Invalidate, nothing to do.
-        // The answer to an ABORT TASK releases the aborted task, which ends without its
-        // response: its registrations are invalidated the same way before the answer is
-        // delivered (no legitimate transfer for it follows the answer: RFC 7143 4.2.3.3).
-        let inval_of = if r.pdu.opcode == bhs::OP_SCSI_RSP && wc.invalidated_rkey.is_none() {
-            Some(si)
+        // The "Function complete" answer to a task management request releases the tasks
+        // it names (ABORT TASK: one; ABORT/CLEAR TASK SET, LUN RESET: those of its LUN;
+        // TARGET WARM/COLD RESET: all), which end without their responses: their
+        // registrations are invalidated the same way before the answer is delivered (no
+        // legitimate transfer for them follows the answer: RFC 7143 4.2.3.3). Any other
+        // answer releases nothing (libiscsi keeps the tasks and escalates).
+        let inval = if r.pdu.opcode == bhs::OP_SCSI_RSP && wc.invalidated_rkey.is_none() {
+            Self::invalidate_local(rq.as_ref(), &side.sh, si, si, |_| true).map(usize::from)
         } else if r.pdu.opcode == bhs::OP_TMF_RSP {
-            side.sh
+            let tmf = side
+                .sh
                 .slots
                 .get(si)
-                .and_then(|s| (s.abort_ref.swap(0, Ordering::AcqRel) as usize).checked_sub(1))
-        } else {
-            None
-        };
-        let mut inv_posted = false;
-        if let Some(ki) = inval_of {
-            match Self::invalidate_local(rq.as_ref(), &side.sh, ki, si) {
-                Ok(p) => {
-                    if p {
-                        Stats::inc(&st.s.c.inval_local);
-                        if ki != si {
-                            Stats::inc(&st.s.c.inval_aborted);
-                        }
-                    }
-                    inv_posted = p;
+                .and_then(|s| ptask::TmfRef::decode(s.tmf_ref.swap(0, Ordering::AcqRel)));
+            match tmf {
+                Some(t) if copy.bhs[2] == bhs::TMF_RSP_COMPLETE => {
+                    Self::invalidate_released(rq.as_ref(), &side.sh, si, t)
                 }
-                Err(e) => {
-                    drop(g);
-                    Stats::inc(&st.s.c.err_post);
-                    iser_err!(
-                        "could not invalidate the registration of the task answered by {} ({:?}): the answer is dropped, terminating connection\n",
-                        r.pdu.itt,
-                        e
-                    );
-                    fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
-                    return;
-                }
+                _ => Ok(0),
             }
-        }
+        } else {
+            Ok(0)
+        };
+        let inv_posted = match inval {
+            Ok(n) => {
+                // Counted per task (one or two registrations each).
+                if n > 0 {
+                    Stats::add(&st.s.c.inval_local, n as u64);
+                    if r.pdu.opcode == bhs::OP_TMF_RSP {
+                        Stats::add(&st.s.c.inval_aborted, n as u64);
+                        Stats::inc(&st.s.c.tmf_held);
+                    }
+                }
+                n > 0
+            }
+            Err(e) => {
+                drop(g);
+                Stats::inc(&st.s.c.err_post);
+                iser_err!(
+                    "could not invalidate the registration of a task released by the answer {} ({:?}): the answer is dropped, terminating connection\n",
+                    r.pdu.itt,
+                    e
+                );
+                fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
+                return;
+            }
+        };
         let pending = side
             .sh
             .slots
@@ -1925,14 +1945,50 @@ impl IserConn {
         Self::deliver(st, iconn, copy.bhs, copy.data);
     }
 
+    /// The tasks released by the "Function complete" answer to the task management
+    /// request in slot `si`, which `t` names: a LOCAL_INV is posted for each of their
+    /// registrations still valid, each counted as a SEND of `si` (see
+    /// [`Self::invalidate_local`]). Returns how many tasks had one; an error leaves that
+    /// task's key valid, and the caller must not deliver the answer. A LUN or target reset
+    /// walks every slot (rare; `rx` held).
+    fn invalidate_released(
+        rq: Option<&RecvQp>,
+        sh: &Shared,
+        si: usize,
+        t: ptask::TmfRef,
+    ) -> Result<usize> {
+        if let ptask::TmfRef::Task(ki) = t {
+            return Self::invalidate_local(rq, sh, ki, si, |_| true).map(usize::from);
+        }
+        let req_lun = sh
+            .slots
+            .get(si)
+            .map_or(0, |s| s.lun.load(Ordering::Relaxed));
+        let mut n = 0;
+        for ki in (0..sh.slots.len()).filter(|&ki| ki != si) {
+            let covers = |k: &SlotShared| t.covers_lun(req_lun, k.lun.load(Ordering::Relaxed));
+            if Self::invalidate_local(rq, sh, ki, si, covers)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Posts a signalled LOCAL_INV for each registration of task slot `ki` whose key is still
     /// valid, each counted as a SEND of slot `si`, whose held response its completion
     /// delivers (`rx` held: that completion takes `rx` first, so it cannot run before the
     /// response is held). The key is taken by a compare-exchange, so it is invalidated once:
     /// not again by the MR's next registration, and not here if a new registration replaced
-    /// it. True if one was posted. An error leaves the key valid: the caller must not deliver
-    /// the response.
-    fn invalidate_local(rq: Option<&RecvQp>, sh: &Shared, ki: usize, si: usize) -> Result<bool> {
+    /// it. Only registrations for which `covers(slot ki)` holds, read after the registration
+    /// was (the slot's `lun` belongs to that registration's command). True if one was posted.
+    /// An error leaves the key valid: the caller must not deliver the response.
+    fn invalidate_local(
+        rq: Option<&RecvQp>,
+        sh: &Shared,
+        ki: usize,
+        si: usize,
+        covers: impl Fn(&SlotShared) -> bool,
+    ) -> Result<bool> {
         let (Some(k), Some(s)) = (sh.slots.get(ki), sh.slots.get(si)) else {
             return Ok(false);
         };
@@ -1943,6 +1999,9 @@ impl IserConn {
             else {
                 continue;
             };
+            if !covers(k) {
+                continue;
+            }
             let Some(vk) = sh.valid_key.get(idx as usize) else {
                 continue;
             };

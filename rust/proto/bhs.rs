@@ -157,14 +157,55 @@ pub(crate) fn itt(bhs: &[u8; BHS_LEN]) -> u32 {
     u32::from_ne_bytes([bhs[16], bhs[17], bhs[18], bhs[19]])
 }
 
-/// Task management function ABORT TASK (RFC 7143 11.5.1).
+/// Task management functions (RFC 7143 11.5.1) whose answer releases tasks.
 pub(crate) const TMF_ABORT_TASK: u8 = 1;
+pub(crate) const TMF_ABORT_TASK_SET: u8 = 2;
+pub(crate) const TMF_CLEAR_TASK_SET: u8 = 3;
+pub(crate) const TMF_LOGICAL_UNIT_RESET: u8 = 5;
+pub(crate) const TMF_TARGET_WARM_RESET: u8 = 6;
+pub(crate) const TMF_TARGET_COLD_RESET: u8 = 7;
 
-/// The Referenced Task Tag (bytes 20 to 23, raw as [`itt`]) of a Task Management Function
-/// Request for ABORT TASK; `None` for any other PDU or function.
-pub(crate) fn abort_task_rtt(bhs: &[u8; BHS_LEN]) -> Option<u32> {
-    (opcode(bhs) == OP_TMF && bhs[1] & 0x7f == TMF_ABORT_TASK)
-        .then(|| u32::from_ne_bytes([bhs[20], bhs[21], bhs[22], bhs[23]]))
+/// Task Management Function Response "Function complete" (byte 2; RFC 7143 11.6.1): the
+/// only answer after which libiscsi releases the tasks the function named.
+pub(crate) const TMF_RSP_COMPLETE: u8 = 0;
+
+/// The LUN field (bytes 8 to 15) as raw wire bytes in host order: compared, never decoded.
+pub(crate) fn lun(bhs: &[u8; BHS_LEN]) -> u64 {
+    u64::from_ne_bytes([
+        bhs[8], bhs[9], bhs[10], bhs[11], bhs[12], bhs[13], bhs[14], bhs[15],
+    ])
+}
+
+/// The tasks of this connection that a Task Management Function Request acts on, once it is
+/// answered "Function complete": after that answer the target transfers no more data for
+/// them (RFC 7143 4.2.3.3, 11.5.1) and libiscsi hands them back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TmfScope {
+    /// ABORT TASK: the task of this Referenced Task Tag (bytes 20 to 23, raw as [`itt`]).
+    Task(u32),
+    /// ABORT TASK SET, CLEAR TASK SET, LOGICAL UNIT RESET: every task of this LUN (raw, as
+    /// [`lun`]).
+    Lun(u64),
+    /// TARGET WARM RESET, TARGET COLD RESET: every task.
+    Target,
+}
+
+/// What a Task Management Function Request acts on; `None` for any other PDU and for the
+/// functions that release no task (CLEAR ACA, TASK REASSIGN, unknown ones).
+pub(crate) fn tmf_scope(bhs: &[u8; BHS_LEN]) -> Option<TmfScope> {
+    if opcode(bhs) != OP_TMF {
+        return None;
+    }
+    match bhs[1] & 0x7f {
+        TMF_ABORT_TASK => Some(TmfScope::Task(u32::from_ne_bytes([
+            bhs[20], bhs[21], bhs[22], bhs[23],
+        ]))),
+        TMF_ABORT_TASK_SET | TMF_CLEAR_TASK_SET | TMF_LOGICAL_UNIT_RESET => {
+            Some(TmfScope::Lun(lun(bhs)))
+        }
+        TMF_TARGET_WARM_RESET | TMF_TARGET_COLD_RESET => Some(TmfScope::Target),
+        _ => None,
+    }
 }
 
 /// Whether a target may send `op` on an iSER connection (Data-In and R2T excluded).

@@ -77,10 +77,14 @@ counters! {
     /// Local invalidations posted: for a response without Send with Invalidate, for a task
     /// that ended without its response, before reusing a registration still valid.
     inval_local,
-    /// Of those: for a task that ended without its response, posted when its ABORT TASK was
-    /// answered (the answer held until the invalidation completed) or as it ended (other
-    /// task management functions, connection cleanup).
+    /// Of those: for a task that ended without its response, posted when an ABORT TASK, LUN
+    /// reset or target reset naming it was answered "Function complete" (the answer held
+    /// until the invalidation completed) or as it ended (a timed-out task management
+    /// request, connection cleanup).
     inval_aborted,
+    /// Answers to task management requests held until the invalidation of the tasks they
+    /// released completed.
+    tmf_held,
     /// Registrations invalidated by the target (Send with Invalidate).
     inval_remote,
     /// Writes handed back to libiscsi (requeued) because their unsolicited Data-Outs did not

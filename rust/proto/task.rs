@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 
 //! Per-task protocol decisions of the initiator's data path (iser-spec.md 4.5, 4.11): the
-//! write STag/VA of a SCSI command, login stage transitions, and the task index an ITT
-//! carries.
+//! write STag/VA of a SCSI command, login stage transitions, the task index an ITT carries,
+//! and what a task management request's answer releases.
 
+use super::bhs::TmfScope;
 use super::hdr::Stag;
 
 /// Login flags (byte 1 of a login request/response BHS): transit bit.
@@ -103,6 +104,71 @@ impl Exposed {
             Exposed::DmaKey
         } else {
             Exposed::None
+        }
+    }
+}
+
+/// What the answer to a Task Management Function request releases, kept in the request's
+/// task slot from its post to its answer as one word ([`TmfRef::encode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TmfRef {
+    /// The task in this slot (ABORT TASK).
+    Task(usize),
+    /// Every task of the LUN that the request's slot records (ABORT TASK SET, CLEAR TASK SET,
+    /// LOGICAL UNIT RESET).
+    Lun,
+    /// Every task (TARGET WARM RESET, TARGET COLD RESET).
+    Target,
+}
+
+const TMF_REF_LUN: u32 = u32::MAX;
+const TMF_REF_TARGET: u32 = u32::MAX - 1;
+
+impl TmfRef {
+    /// The reference of a request acting on `scope` in a pool of `pool` task slots; `None`
+    /// for an ABORT TASK whose Referenced Task Tag names no slot of the pool.
+    pub(crate) fn of(scope: TmfScope, pool: usize) -> Option<Self> {
+        match scope {
+            TmfScope::Task(rtt) => itt_index(rtt, pool).map(TmfRef::Task),
+            TmfScope::Lun(_) => Some(TmfRef::Lun),
+            TmfScope::Target => Some(TmfRef::Target),
+        }
+    }
+
+    /// The slot's word: 0 for nothing, else what [`TmfRef::decode`] reads back. A task index
+    /// that does not fit below the two reserved words is nothing (not reached: indices are
+    /// below [`ITT_INDEX_MASK`]).
+    pub(crate) fn encode(r: Option<Self>) -> u32 {
+        match r {
+            None => 0,
+            Some(TmfRef::Lun) => TMF_REF_LUN,
+            Some(TmfRef::Target) => TMF_REF_TARGET,
+            Some(TmfRef::Task(i)) => u32::try_from(i)
+                .ok()
+                .and_then(|i| i.checked_add(1))
+                .filter(|&w| w < TMF_REF_TARGET)
+                .unwrap_or(0),
+        }
+    }
+
+    /// Reads a word written by [`TmfRef::encode`].
+    pub(crate) fn decode(w: u32) -> Option<Self> {
+        match w {
+            0 => None,
+            TMF_REF_LUN => Some(TmfRef::Lun),
+            TMF_REF_TARGET => Some(TmfRef::Target),
+            w => Some(TmfRef::Task((w - 1) as usize)),
+        }
+    }
+
+    /// Whether a task of `lun` (raw, as [`super::bhs::lun`]) is released, for a request
+    /// whose own LUN field is `req_lun`: always for [`TmfRef::Target`], on the same LUN for
+    /// [`TmfRef::Lun`]; never for [`TmfRef::Task`], which names its task by slot.
+    pub(crate) fn covers_lun(self, req_lun: u64, lun: u64) -> bool {
+        match self {
+            TmfRef::Task(_) => false,
+            TmfRef::Lun => lun == req_lun,
+            TmfRef::Target => true,
         }
     }
 }

@@ -474,29 +474,47 @@ fn decode_never_panics_on_arbitrary_bytes() {
 }
 
 #[test]
-fn abort_task_rtt_only_for_abort_task() {
+fn tmf_scope_names_what_each_function_releases() {
+    use bhs::TmfScope;
     let mut b = [0u8; BHS_LEN];
     b[0] = 0x40 | bhs::OP_TMF; // immediate delivery bit, as libiscsi sends it
-    b[1] = 0x80 | bhs::TMF_ABORT_TASK;
+    b[8..16].copy_from_slice(&[0, 3, 0, 0, 0, 0, 0, 0]); // LUN 3
     b[16..20].copy_from_slice(&[9, 9, 9, 9]);
     b[20..24].copy_from_slice(&[1, 2, 3, 4]);
-    assert_eq!(
-        bhs::abort_task_rtt(&b).map(u32::to_ne_bytes),
-        Some([1, 2, 3, 4])
-    );
-    // Any other function (ABORT TASK SET 2, LUN RESET 5, ...) refers to no single task.
-    for f in [0u8, 2, 3, 4, 5, 6, 7, 8, 0x7f] {
+    let lun = u64::from_ne_bytes([0, 3, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(bhs::lun(&b), lun);
+    let rtt = u32::from_ne_bytes([1, 2, 3, 4]);
+    let want = [
+        (bhs::TMF_ABORT_TASK, Some(TmfScope::Task(rtt))),
+        (bhs::TMF_ABORT_TASK_SET, Some(TmfScope::Lun(lun))),
+        (bhs::TMF_CLEAR_TASK_SET, Some(TmfScope::Lun(lun))),
+        (4, None), // CLEAR ACA: no task ends
+        (bhs::TMF_LOGICAL_UNIT_RESET, Some(TmfScope::Lun(lun))),
+        (bhs::TMF_TARGET_WARM_RESET, Some(TmfScope::Target)),
+        (bhs::TMF_TARGET_COLD_RESET, Some(TmfScope::Target)),
+        (8, None), // TASK REASSIGN
+        (0, None),
+        (9, None),
+        (0x7f, None),
+    ];
+    for (f, scope) in want {
         b[1] = 0x80 | f;
-        assert_eq!(bhs::abort_task_rtt(&b), None, "function {f}");
+        assert_eq!(bhs::tmf_scope(&b), scope, "function {f}");
     }
+    // The final bit is not part of the function.
+    b[1] = bhs::TMF_LOGICAL_UNIT_RESET;
+    assert_eq!(bhs::tmf_scope(&b), Some(TmfScope::Lun(lun)));
     // Any other opcode, even with the same function byte.
     b[1] = 0x80 | bhs::TMF_ABORT_TASK;
+    let mut others = 0;
     for op in INITIATOR_OPS
         .iter()
         .chain(TARGET_OPS.iter())
         .filter(|&&o| o != bhs::OP_TMF)
     {
         b[0] = *op;
-        assert_eq!(bhs::abort_task_rtt(&b), None, "opcode {op:#x}");
+        assert_eq!(bhs::tmf_scope(&b), None, "opcode {op:#x}");
+        others += 1;
     }
+    assert!(others >= 10, "only {others} other opcodes tried");
 }

@@ -91,3 +91,45 @@ fn exposed_round_trips() {
     assert_eq!(Exposed::decode((1 << 62) | 5), Exposed::None);
     assert_eq!(Exposed::decode(77), Exposed::None);
 }
+
+#[test]
+fn tmf_ref_round_trips_and_names_its_tasks() {
+    use crate::proto::bhs::TmfScope;
+    // ABORT TASK: the slot of the referenced tag, its age bits ignored; a tag outside the
+    // pool (or the reserved one) releases nothing.
+    assert_eq!(
+        TmfRef::of(TmfScope::Task(7 | (2 << 28)), 128),
+        Some(TmfRef::Task(7))
+    );
+    assert_eq!(TmfRef::of(TmfScope::Task(128), 128), None);
+    assert_eq!(TmfRef::of(TmfScope::Task(u32::MAX), 128), None);
+    assert_eq!(TmfRef::of(TmfScope::Lun(3), 128), Some(TmfRef::Lun));
+    assert_eq!(TmfRef::of(TmfScope::Target, 128), Some(TmfRef::Target));
+    // Every value survives the slot's word, and nothing is 0 but nothing.
+    let mut words = Vec::new();
+    for r in [
+        None,
+        Some(TmfRef::Task(0)),
+        Some(TmfRef::Task(1)),
+        Some(TmfRef::Task(ITT_INDEX_MASK as usize)),
+        Some(TmfRef::Lun),
+        Some(TmfRef::Target),
+    ] {
+        let w = TmfRef::encode(r);
+        assert_eq!(TmfRef::decode(w), r, "{r:?} as {w:#x}");
+        assert_eq!(w == 0, r.is_none(), "{r:?} as {w:#x}");
+        words.push(w);
+    }
+    words.sort_unstable();
+    words.dedup();
+    assert_eq!(words.len(), 6, "two references share a word");
+    // An index that would collide with the reserved words is nothing, never a reset.
+    assert_eq!(TmfRef::encode(Some(TmfRef::Task(u32::MAX as usize - 1))), 0);
+    assert_eq!(TmfRef::encode(Some(TmfRef::Task(u32::MAX as usize))), 0);
+    // Which LUNs a request releases.
+    assert!(TmfRef::Lun.covers_lun(3, 3));
+    assert!(!TmfRef::Lun.covers_lun(3, 0));
+    assert!(TmfRef::Target.covers_lun(3, 0));
+    assert!(TmfRef::Target.covers_lun(3, 3));
+    assert!(!TmfRef::Task(3).covers_lun(3, 3));
+}
