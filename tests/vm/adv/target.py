@@ -1005,14 +1005,25 @@ class Conn:
             d['ev'] = cur
             if c is None:
                 d['itt'] = getattr(cur, 'itt', 0)
-            ref = self.cmds.get(getattr(cur, 'rtt', None))
-            d['ref'] = ref or z
+            d['ref'] = self.tmf_ref(cur) or z
         for k in ('itt', 'edtl', 'read_stag', 'read_va', 'write_stag', 'write_va', 'lba'):
             if c is not None:
                 d[k] = getattr(c, k) or 0
             else:
                 d.setdefault(k, 0)
         return d
+
+    def tmf_ref(self, ctx):
+        """The command a TMF names (ref.*): ABORT TASK's Referenced Task Tag; for a function
+        over a task set (ABORT/CLEAR TASK SET, LUN reset, target reset), whose Referenced
+        Task Tag is reserved, the open command of this connection with the lowest CmdSN."""
+        if not isinstance(ctx, NS):
+            return None
+        c = self.cmds.get(getattr(ctx, 'rtt', None))
+        if c is None and getattr(ctx, 'func', None) in (2, 3, 5, 6, 7):
+            open_cmds = [x for x in self.cmds.values() if not x.done]
+            c = min(open_cmds, key=lambda x: x.cmdsn or 0) if open_cmds else None
+        return c
 
     def ev(self, expr, cmd):
         if isinstance(expr, int):
@@ -1064,7 +1075,7 @@ class Conn:
     # --- rule actions ---
     def run_actions(self, actions, ctx, event, default_gen=None):
         cmd = ctx if isinstance(ctx, Cmd) else None
-        ref = self.cmds.get(getattr(ctx, 'rtt', None)) if isinstance(ctx, NS) else None
+        ref = self.tmf_ref(ctx)
         for name, a, pos in actions:
             self.cur_ctx = ctx
             if self.dead and name not in ('exit', 'log', 'sleep'):
