@@ -120,14 +120,16 @@ def num(v, default=0):
 
 # --- log ---------------------------------------------------------------------------------------
 class Log:
-    """The action log; LOG.st holds "RULES_FIRED ERRORS" for the test (a shell reads it with
-    one builtin instead of scanning a long log)."""
+    """The action log; LOG.st holds "RULES_FIRED ERRORS RUNNING" for the test (a shell reads
+    it with one builtin instead of scanning a long log): RUNNING counts the fired rules and
+    timers whose actions have not ended yet (a `sleep` among them), which the test waits for
+    before it judges."""
 
     def __init__(self, path):
         self.path = path
         self.f = open(path, 'a', buffering=1) if path else sys.stderr
         self.t0 = now()
-        self.fired = self.errors = 0
+        self.fired = self.errors = self.running = 0
 
     def reopen(self, path):
         if self.f is not sys.stderr:
@@ -135,7 +137,7 @@ class Log:
         self.path = path
         self.f = open(path, 'a', buffering=1)
         self.t0 = now()
-        self.fired = self.errors = 0
+        self.fired = self.errors = self.running = 0
 
     def __call__(self, msg):
         self.f.write('%8.3f %s\n' % (now() - self.t0, msg))
@@ -144,9 +146,17 @@ class Log:
                 self.errors += 1
             else:
                 self.fired += 1
-            if self.path:
-                with open(self.path + '.st', 'w') as st:
-                    st.write('%d %d\n' % (self.fired, self.errors))
+            self.write_st()
+
+    def actions(self, delta):
+        """A fired rule's or timer's actions started (+1) or ended (-1)."""
+        self.running = max(0, self.running + delta)
+        self.write_st()
+
+    def write_st(self):
+        if self.path:
+            with open(self.path + '.st', 'w') as st:
+                st.write('%d %d %d\n' % (self.fired, self.errors, self.running))
 
     def flush(self):
         try:
@@ -370,7 +380,7 @@ class Target:
         self.exit_at = None
         self.done = False
         self.logged_out = False
-        self.tasks = []             # generators waiting: [cond, gen, cmd-or-None]
+        self.tasks = []             # generators waiting: [cond, gen, cmd-or-None, rule]
         self.timers = []            # [when, actions, conn]
         self.ffp_conn = None
         self.armed = False
@@ -425,16 +435,25 @@ class Target:
         return off
 
     # -- task scheduling --
-    def spawn(self, gen, cmd=None):
-        self.tasks.append([None, gen, cmd])
+    def spawn(self, gen, cmd=None, rule=False):
+        """Runs generator `gen` until it waits; `rule`: the actions of a fired rule or timer
+        (counted in LOG.st until they end)."""
+        if rule:
+            self.log.actions(1)
+        self.tasks.append([None, gen, cmd, rule])
         self.step_tasks()
+
+    def end_task(self, t):
+        self.tasks.remove(t)
+        if t[3]:
+            self.log.actions(-1)
 
     def step_tasks(self):
         progress = True
         while progress:
             progress = False
             for t in list(self.tasks):
-                cond, gen, cmd = t
+                cond, gen = t[0], t[1]
                 ready = cond is None
                 if not ready:
                     kind, v = cond
@@ -447,11 +466,11 @@ class Target:
                 try:
                     t[0] = next(gen)
                 except StopIteration:
-                    self.tasks.remove(t)
+                    self.end_task(t)
                 except Exception as e:
                     import traceback
                     self.log('ERROR in task: %r\n%s' % (e, traceback.format_exc()))
-                    self.tasks.remove(t)
+                    self.end_task(t)
                 progress = True
 
     def run_timers(self):
@@ -461,7 +480,7 @@ class Target:
                 c = tm[2]
                 self.log('timer fired: %s' % tm[3])
                 if not c.dead:
-                    self.spawn(c.run_actions(tm[1], None, 'timer'))
+                    self.spawn(c.run_actions(tm[1], None, 'timer'), rule=True)
 
     def next_deadline(self):
         d = [tm[0] for tm in self.timers]
@@ -580,7 +599,7 @@ class Conn:
             self.t.spawn(default_gen)
             return
         self.log('conn%d RULE fired (%s #%d): %s' % (self.num, event, r.count, r.line))
-        self.t.spawn(self.run_actions(r.actions, ctx, event, default_gen))
+        self.t.spawn(self.run_actions(r.actions, ctx, event, default_gen), rule=True)
 
     # --- login ---
     def on_login(self, hdr, bhs, data):
@@ -602,7 +621,7 @@ class Conn:
             self.t.spawn(self.default_login(ctx))
         else:
             self.log('conn%d RULE fired (login #%d): %s' % (self.num, r.count, r.line))
-            self.t.spawn(self.run_actions(r.actions, ctx, 'login', self.default_login(ctx)))
+            self.t.spawn(self.run_actions(r.actions, ctx, 'login', self.default_login(ctx)), rule=True)
 
     def login_answer(self, ctx):
         """(flags, keys) of the normal answer to a Login Request."""
@@ -740,7 +759,7 @@ class Conn:
         r = self.t.scn.match('dataout', {'conn': self.num})
         if r is not None:
             self.log('conn%d RULE fired (dataout #%d): %s' % (self.num, r.count, r.line))
-            self.t.spawn(self.run_actions(r.actions, cmd, 'dataout', None))
+            self.t.spawn(self.run_actions(r.actions, cmd, 'dataout', None), rule=True)
         if cmd is None:
             self.log('conn%d Data-Out for unknown ITT 0x%08x' % (self.num, itt))
             return
@@ -1389,6 +1408,23 @@ on tmf n=1: resp ; rdma_write stag=ref.read_stag va=ref.read_va len=4096 ; send 
     c4.on_recv(pdu(OP_TMF, 0x81, 31, cmdsn=2, f20=30, imm=True))
     assert c4.sent[0][0][ISER_HDR] == OP_TMF_RSP and len(c4.sent[1][0]) == 40, c4.sent
     assert 0x99 in c4.mem
+    # A LUN reset names no task: ref.* is the open command; the rule's actions count as
+    # running (LOG.st) until the sleep and the write are done.
+    log6 = Log(None)
+    t6 = FakeTarget(A, Scenario('''
+on read lba=8192 n=1: drop
+on tmf tmf=5 n=1: resp ; sleep 0.05 ; rdma_write stag=ref.read_stag va=ref.read_va len=8
+'''), log6)
+    c6 = FakeConn(t6, 1)
+    t6.exp_cmdsn = 1
+    c6.on_recv(pdu(OP_SCSI_CMD, 0xc0, 50, cmdsn=1, cdb=struct.pack('>BBIBHB', 0x28, 0, 8192, 0, 8, 0),
+                   edtl=4096, iser=(0x14, 0, 0, 0x9a, 0x1000)))
+    assert not c6.sent and log6.running == 0, (c6.sent, log6.running)
+    c6.on_recv(pdu(OP_TMF, 0x85, 51, cmdsn=2, f20=RSV_ITT, imm=True))
+    assert c6.sent[0][0][ISER_HDR] == OP_TMF_RSP and 0x9a not in c6.mem and log6.running == 1
+    time.sleep(0.06)
+    t6.step_tasks()
+    assert 0x9a in c6.mem and log6.running == 0, (sorted(c6.mem), log6.running)
     # unsolicited Data-Out (InitialR2T=No)
     t5 = FakeTarget(A, Scenario('login_key InitialR2T=No FirstBurstLength=262144'), log)
     c5 = FakeConn(t5, 1)
