@@ -142,18 +142,20 @@ disconnect() {
 # iowait irq softirq ...).
 cpu_ticks() { awk '/^cpu /{print $4 + $8}' /proc/stat; }
 
-# rxe_counters FILE: the rxe device's hardware counters (packets, RNR and sequence errors,
-# retries; both ends of the loopback count) as "name value" lines.
+# rxe_counters FILE: the soft-RDMA devices' hardware counters (packets, RNR and sequence
+# errors, retries; both ends of the loopback count) as "name value" lines, one per device and
+# counter (the JSON sums them: the scaling rows use up to four devices, one per path).
 rxe_counters() {
   local f
-  for f in /sys/class/infiniband/rxe0/ports/1/hw_counters/*; do
+  for f in /sys/class/infiniband/*/ports/1/hw_counters/*; do
     [ -r "$f" ] && echo "$(basename "$f") $(cat "$f")"
   done >"$1"
   # Completion-queue polls (IB_POLL_SOFTIRQ CQs run in the IRQ_POLL softirq), all CPUs.
   awk '$1 == "IRQ_POLL:" { s = 0; for (i = 2; i <= NF; i++) s += $i; print "softirq_irq_poll", s }' \
     /proc/softirqs >>"$1"
 }
-# stats_snapshot FILE: our debugfs statistics (when our module is loaded), else nothing.
+# stats_snapshot FILE: our debugfs statistics of every connection (when our module is
+# loaded), else nothing; the JSON sums the connections.
 stats_snapshot() {
   local f
   : >"$1"
@@ -182,7 +184,8 @@ def kv(path):
     for line in open(path):
         f = line.replace("=", " ").split()
         if len(f) == 2 and f[1].isdigit():
-            d[f[0]] = int(f[1])
+            # One line per device or connection: summed.
+            d[f[0]] = d.get(f[0], 0) + int(f[1])
     return d
 def delta(a, b):
     a, b = kv(a), kv(b)
