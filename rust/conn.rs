@@ -49,7 +49,7 @@ use crate::ffi::rdma::{
     Gather, HdrMapping, MappedSg, Mr, Qp, QpCaps, RecvQp, RegReq, RemoteAccess, Sge, SysfsBuf, Wc,
 };
 use crate::ffi::{bh, errno, params, time};
-use crate::proto::stats::Stats;
+use crate::proto::stats::{Counters, Stats};
 use crate::proto::{bhs, cm, hdr, rx, sizing, sq, task as ptask};
 use core::fmt::{self, Write};
 use core::mem::MaybeUninit;
@@ -560,17 +560,50 @@ pub(crate) struct IserConn {
     stats: Arc<ConnStats>,
 }
 
+/// The counters of every connection that ended since the module was loaded
+/// (`/sys/kernel/debug/iser/ended/counters`): a connection's are added when its statistics
+/// are dropped, after its own debugfs file is gone, so that what a failed connection counted
+/// outlives it.
+pub(crate) static ENDED: Counters = Counters::new();
+
 /// What `/sys/kernel/debug/iser/connection<sid>:<cid>/stats` shows: the peer, then the
 /// counters and latency histogram of [`Stats`] (Documentation/admin-guide.rst).
 pub(crate) struct ConnStats {
-    peer: SocketAddr,
+    /// The target; `None` for the view of [`ENDED`] ([`ConnStats::ended`]).
+    peer: Option<SocketAddr>,
     s: Stats,
+}
+
+impl ConnStats {
+    /// The view of [`ENDED`]: `peer -`, then its counters (no latency histogram).
+    pub(crate) fn ended() -> Self {
+        ConnStats {
+            peer: None,
+            s: Stats::default(),
+        }
+    }
 }
 
 impl Show for ConnStats {
     fn show(&self, w: &mut SeqWriter<'_>) -> fmt::Result {
-        writeln!(w, "peer {}", self.peer)?;
-        self.s.write(w)
+        match self.peer {
+            Some(p) => {
+                writeln!(w, "peer {}", p)?;
+                self.s.write(w)
+            }
+            None => {
+                writeln!(w, "peer -")?;
+                ENDED.write(w)
+            }
+        }
+    }
+}
+
+impl Drop for ConnStats {
+    fn drop(&mut self) {
+        if self.peer.is_some() {
+            self.s.c.add_to(&ENDED);
+        }
     }
 }
 
@@ -646,7 +679,7 @@ impl IserConn {
         let always_register = params::always_register();
         let stats = Arc::new(
             ConnStats {
-                peer: dst,
+                peer: Some(dst),
                 s: Stats::default(),
             },
             GFP_KERNEL,

@@ -27,6 +27,7 @@ mod transport;
 
 use kernel::c_str;
 use kernel::prelude::*;
+use kernel::sync::Arc;
 
 // `module!` takes `author` up to 6.16 and `authors` from 6.15 (Kbuild sets
 // `iser_module_authors` where the macro knows the latter).
@@ -58,6 +59,9 @@ struct IserModule {
     _wq: ffi::global::Installed<ffi::wq::OwnedQueue>,
     /// The RDMA devices in use.
     _devices: ffi::global::Installed<device::Devices>,
+    /// `/sys/kernel/debug/iser/ended/counters`: the counters of the connections that ended
+    /// (`conn::ENDED`); `None` if debugfs could not create it (only the file is lost).
+    _ended: Option<ffi::debugfs::Entry<conn::ConnStats>>,
     /// `/sys/kernel/debug/iser` (per-connection statistics), removed last.
     _debugfs: ffi::global::Installed<ffi::debugfs::Root<conn::ConnStats>>,
 }
@@ -68,6 +72,10 @@ impl kernel::Module for IserModule {
             ffi::debugfs::Root::new(c_str!("iser"), module),
             GFP_KERNEL,
         )?);
+        let ended = ffi::debugfs::ROOT.get().and_then(|root| {
+            let view = Arc::new(conn::ConnStats::ended(), GFP_KERNEL).ok()?;
+            root.add(c_str!("ended"), c_str!("counters"), view)
+        });
         let devices = device::DEVICES.install(KBox::pin_init(device::Devices::new(), GFP_KERNEL)?);
         let wq = ffi::wq::WQ.install(KBox::pin(
             ffi::wq::OwnedQueue::new(c_str!("ib_iser_rs"))?,
@@ -95,6 +103,7 @@ impl kernel::Module for IserModule {
             _transport: transport,
             _wq: wq,
             _devices: devices,
+            _ended: ended,
             _debugfs: debugfs,
         })
     }

@@ -27,6 +27,16 @@ macro_rules! counters {
             /// The counter names, in the order [`Counters::write`] prints them.
             pub(crate) const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
 
+            /// Every counter at zero (for a `static`).
+            pub(crate) const fn new() -> Self {
+                Counters { $( $name: AtomicU64::new(0), )* }
+            }
+
+            /// Adds every counter's value to the same counter of `into`.
+            pub(crate) fn add_to(&self, into: &Counters) {
+                $( into.$name.fetch_add(self.$name.load(Relaxed), Relaxed); )*
+            }
+
             /// Writes one `name value` line per counter.
             pub(crate) fn write(&self, w: &mut impl Write) -> fmt::Result {
                 $( writeln!(w, "{} {}", stringify!($name), self.$name.load(Relaxed))?; )*

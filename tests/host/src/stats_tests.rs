@@ -102,3 +102,33 @@ fn empty_histogram() {
         .collect();
     assert_eq!(changed, [("err_post 0", "err_post 3")]);
 }
+
+#[test]
+fn counters_add_into_a_total() {
+    static TOTAL: Counters = Counters::new();
+    let out = |c: &Counters| {
+        let mut s = String::new();
+        c.write(&mut s).unwrap();
+        s
+    };
+    // Starts at zero, every counter.
+    let t0 = out(&TOTAL);
+    assert_eq!(t0.lines().count(), Counters::NAMES.len());
+    assert!(t0.lines().all(|l| l.ends_with(" 0")), "{t0}");
+    let a = Counters::default();
+    a.err_protocol.store(2, Relaxed);
+    a.cmds_read.store(5, Relaxed);
+    let b = Counters::default();
+    b.err_protocol.store(1, Relaxed);
+    b.tmf_held.store(7, Relaxed);
+    a.add_to(&TOTAL);
+    b.add_to(&TOTAL);
+    let t = out(&TOTAL);
+    assert_eq!(value(&t, "err_protocol"), "3");
+    assert_eq!(value(&t, "cmds_read"), "5");
+    assert_eq!(value(&t, "tmf_held"), "7");
+    assert_eq!(value(&t, "cmds_write"), "0");
+    // The sources are left as they were.
+    assert_eq!(value(&out(&a), "err_protocol"), "2");
+    assert_eq!(value(&out(&b), "tmf_held"), "7");
+}

@@ -4,7 +4,8 @@
 # the command counters equal the block layer's completed requests, every command got one
 # response, one latency sample (latency_histogram=Y) and one registration, header-only SENDs
 # went inline, and no error counter moved. With latency_histogram=N the histogram holds still
-# while commands complete. After logout the directory is gone.
+# while commands complete. After logout the directory is gone and ended/counters took what it
+# counted.
 . "$(dirname "$0")/../lib.sh"
 dev=$(iser_setup) || fail "setup/login"
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug || fail "mount debugfs"
@@ -104,7 +105,26 @@ l1=$(val latency_count) r1=$(val scsi_rsp_rx)
 log "latency_histogram=N: scsi_rsp_rx $r0 -> $r1, latency_count $l0 -> $l1"
 [ "$r1" -ge $((r0 + 256)) ] || fail "scsi_rsp_rx $r0 -> $r1 for 256 reads"
 [ "$l1" = "$l0" ] || fail "latency_count moved with latency_histogram=N: $l0 -> $l1"
+# What the connection counted goes to ended/counters when it ends: the sums there grow by
+# at least the connection's last reading (other connections may have ended meanwhile, none
+# gives back).
+E=/sys/kernel/debug/iser/ended/counters
+[ -r "$E" ] || fail "no $E"
+eval_end() { awk -v k="$1" '$1 == k { print $2 }' "$E"; }
+e0_rsp=$(eval_end scsi_rsp_rx) e0_rd=$(eval_end bytes_read)
+c_rsp=$(val scsi_rsp_rx) c_rd=$(val bytes_read)
 iser_logout || fail "logout"
 [ ! -e "/sys/kernel/debug/iser/$conn" ] || fail "/sys/kernel/debug/iser/$conn still there after logout"
+# The connection's statistics are dropped with its last reference (teardown may end after
+# the logout returned): up to 10 s.
+for i in $(seq 50); do
+  e1_rsp=$(eval_end scsi_rsp_rx) e1_rd=$(eval_end bytes_read)
+  [ "$e1_rsp" -ge $((e0_rsp + c_rsp)) ] && [ "$e1_rd" -ge $((e0_rd + c_rd)) ] && break
+  sleep 0.2
+done
+log "ended/counters: scsi_rsp_rx $e0_rsp -> $e1_rsp, bytes_read $e0_rd -> $e1_rd (the connection's last: $c_rsp, $c_rd)"
+[ "$(head -n 1 "$E")" = "peer -" ] || fail "ended/counters' first line: $(head -n 1 "$E")"
+[ "$e1_rsp" -ge $((e0_rsp + c_rsp)) ] && [ "$e1_rd" -ge $((e0_rd + c_rd)) ] \
+  || fail "ended/counters did not take the connection's counts"
 [ -d /sys/kernel/debug/iser ] || fail "/sys/kernel/debug/iser missing while the module is loaded"
 exit 0
