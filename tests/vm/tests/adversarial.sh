@@ -226,10 +226,13 @@ run_scenario() {
   echo "iser-test: adv begin $runno $name" >/dev/kmsg
   if [ -n "$fresh" ] && [ -n "$sess_dev" ]; then do_logout; fi
   load_scenario "$f" "$tlog" || { log "scenario $name: the target did not take it: $(tail -n 5 "$RES/target.out")"; mism=$((mism + 1)); failed_names+=("$name"); return; }
-  # debugfs counters of ours, sampled with builtins while the scenario runs.
+  # debugfs counters of ours, sampled with builtins while the scenario runs: each pass (a
+  # "#pass" line) reads every connection's and those of the connections that ended, so a
+  # count survives its connection's teardown; the judgement compares each pass's sum with
+  # the first's.
   if [ "$IMPL" = rs ] && [[ " $expect " == *" counter="* ]]; then
     # Builtins only (a sleep exec 20 times a second would cost the VM): read -t on a FIFO.
-    ( while :; do for s in /sys/kernel/debug/iser/*/stats; do [ -r "$s" ] && { read -r -d '' x <"$s"; printf '%s\n' "$x"; }; done; read -r -t 0.05 -u 9; done ) >>"$RES/$name.stats" 2>/dev/null &
+    ( while :; do echo "#pass"; for s in /sys/kernel/debug/iser/*/stats /sys/kernel/debug/iser/ended/counters; do [ -r "$s" ] && { read -r -d '' x <"$s"; printf '%s\n' "$x"; }; done; read -r -t 0.05 -u 9; done ) >>"$RES/$name.stats" 2>/dev/null &
     spid=$!
   fi
   if [[ $run == discovery* ]]; then
@@ -331,7 +334,12 @@ run_scenario() {
       targets) s=${ntargets:-none} ;;
       counter)
         [ "$IMPL" = rs ] || continue
-        s=$(awk -v c="$v" '$1 == c && $2 > 0 { n = $2 } END { print (n > 0 ? c : "no-" c) }' "$RES/$name.stats" 2>/dev/null) ;;
+        # Moved: a pass whose sum over the connections (live and ended) exceeds the
+        # first pass's (the last pass may be cut short by the kill: not counted).
+        s=$(awk -v c="$v" '
+          $1 == "#pass" { if (p > 1 && sum > base) moved = 1; if (p == 1) base = sum; p++; sum = 0; next }
+          $1 == c { sum += $2 }
+          END { print (moved ? c : "no-" c) }' "$RES/$name.stats" 2>/dev/null) ;;
       *) s="?" ;;
     esac
     exp+=("$kv"); saw+=("$k=$s")
