@@ -1941,7 +1941,7 @@ impl IserConn {
                 drop(g);
                 Stats::inc(&st.s.c.err_post);
                 iser_err!(
-                    "could not invalidate the registration of a task released by the answer {} ({:?}): the answer is dropped, terminating connection\n",
+                    "could not invalidate the registrations that the response to {} releases ({:?}): the response is dropped, terminating connection\n",
                     r.pdu.itt,
                     e
                 );
