@@ -64,9 +64,6 @@ use kernel::{c_str, new_condvar, new_mutex, new_spinlock};
 
 /// Address and route resolution timeout (iser-spec.md 6.2).
 const RESOLVE_TIMEOUT_MS: u32 = 1000;
-/// `ISCSI_FLAG_CMD_READ` / `ISCSI_FLAG_CMD_WRITE` in byte 1 of a SCSI command BHS.
-const CMD_READ: u8 = 0x40;
-const CMD_WRITE: u8 = 0x20;
 
 /// Connection states (iser-spec.md 3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1144,11 +1141,30 @@ impl IserConn {
         }
     }
 
-    /// `init_task` (atomic): nothing to do. The task's header area is mapped at its first
-    /// transmission, under the `dp` lock that `xmit_task` takes anyway (one lock round trip
-    /// per I/O instead of two).
-    pub(crate) fn init_task(&self, _task: &mut Task<'_>) -> Result {
-        Ok(())
+    /// `init_task` (atomic, under libiscsi's `frwd_lock`, before the command gets its CmdSN):
+    /// refuses a SCSI command that can never go out on this transport
+    /// ([`ptask::refusal`]). libiscsi completes a command whose `init_task` failed at once
+    /// with `DID_ABORT` (no retry: the midlayer passes it up), where any error from
+    /// `xmit_task` requeues it and the block layer sends it again until the SCSI timeout.
+    /// Nothing else is done here: the task's header area is mapped at its first
+    /// transmission, under the `dp` lock that `xmit_task` takes anyway.
+    pub(crate) fn init_task(&self, task: &mut Task<'_>) -> Result {
+        if !task.is_scsi() {
+            return Ok(());
+        }
+        let flags = task.bhs()[1];
+        let (prot_normal, len, entries) = match task.scsi_data() {
+            Some(d) => (d.prot_normal, d.len, d.entries()),
+            None => (true, 0, 0),
+        };
+        match ptask::refusal(flags, prot_normal, len, entries) {
+            None => Ok(()),
+            Some(r) => {
+                Stats::inc(&self.stats.s.c.err_cmd_refused);
+                iser_err!("command to {} refused: {}\n", self.peer, r.reason());
+                Err(EINVAL)
+            }
+        }
     }
 
     /// `xmit_task` (atomic, under libiscsi's `frwd_lock`).
@@ -1421,7 +1437,9 @@ impl IserConn {
                 bhs::lun(h),
             )
         };
-        let dir = match (flags & CMD_READ != 0, flags & CMD_WRITE != 0) {
+        // The refusals below are not reached: `init_task` failed such a command for good
+        // before it got here (`ptask::refusal`). Kept so that `send_command` stands alone.
+        let dir = match (flags & ptask::CMD_READ != 0, flags & ptask::CMD_WRITE != 0) {
             (false, false) => DataDir::None,
             (true, false) => DataDir::Read,
             (false, true) => DataDir::Write,

@@ -1429,6 +1429,14 @@ pub(crate) struct ScsiData {
 }
 
 impl ScsiData {
+    /// Entries of the buffer's scatterlist (0: no buffer).
+    pub(crate) fn entries(&self) -> u32 {
+        match self.sgl {
+            Some(_) => u32::try_from(self.count).unwrap_or(0),
+            None => 0,
+        }
+    }
+
     /// Test builds: the first scatterlist entry (valid while the command is, invariant).
     #[cfg(iser_test_faults)]
     pub(crate) fn sgl(&self) -> Option<NonNull<bindings::scatterlist>> {

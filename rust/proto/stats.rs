@@ -110,6 +110,9 @@ counters! {
     err_post,
     /// Registrations refused because the pool was empty.
     err_reg_pool,
+    /// SCSI commands refused for good when libiscsi prepared them (bidirectional, T10-PI, no
+    /// data buffer: [`super::task::refusal`]); each completed at once with an error.
+    err_cmd_refused,
     /// Connection failures reported to libiscsi.
     err_conn_failure,
 }

@@ -1,11 +1,64 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 
 //! Per-task protocol decisions of the initiator's data path (iser-spec.md 4.5, 4.11): the
-//! write STag/VA of a SCSI command, login stage transitions, the task index an ITT carries,
-//! and what a task management request's answer releases.
+//! write STag/VA of a SCSI command, the commands refused before they get a CmdSN, login stage
+//! transitions, the task index an ITT carries, and what a task management request's answer
+//! releases.
 
 use super::bhs::TmfScope;
 use super::hdr::Stag;
+
+/// `ISCSI_FLAG_CMD_READ` in byte 1 of a SCSI command BHS.
+pub(crate) const CMD_READ: u8 = 0x40;
+/// `ISCSI_FLAG_CMD_WRITE` in byte 1 of a SCSI command BHS.
+pub(crate) const CMD_WRITE: u8 = 0x20;
+
+/// Why a SCSI command can never go out on this transport, whenever it is tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Both R and W set: iSER carries one direction per command (and the SCSI midlayer sends
+    /// no bidirectional commands since 5.1).
+    Bidirectional,
+    /// A protection information operation: our hosts never register T10-PI (soft-RoCE and
+    /// siw cannot carry it).
+    ProtectionInfo,
+    /// R or W set but no data buffer (the midlayer sets no direction for an empty one).
+    NoBuffer,
+}
+
+impl Refusal {
+    /// The reason, for the log line.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Refusal::Bidirectional => "bidirectional commands are not supported",
+            Refusal::ProtectionInfo => "T10-PI command on a connection without PI",
+            Refusal::NoBuffer => "data command without a data buffer",
+        }
+    }
+}
+
+/// Whether a SCSI command with BHS flags `flags`, a protection operation (`!prot_normal`)
+/// and a data buffer of `buf_len` bytes in `sg_count` entries must be refused for good:
+/// retrying it can only fail the same way. Checked when libiscsi prepares the command
+/// (`init_task`), where an error completes it at once (`DID_ABORT`), rather than when it is
+/// sent (`xmit_task`), where any error requeues it until the SCSI timeout.
+pub(crate) fn refusal(
+    flags: u8,
+    prot_normal: bool,
+    buf_len: u32,
+    sg_count: u32,
+) -> Option<Refusal> {
+    let (read, write) = (flags & CMD_READ != 0, flags & CMD_WRITE != 0);
+    if read && write {
+        Some(Refusal::Bidirectional)
+    } else if !prot_normal {
+        Some(Refusal::ProtectionInfo)
+    } else if (read || write) && (buf_len == 0 || sg_count == 0) {
+        Some(Refusal::NoBuffer)
+    } else {
+        None
+    }
+}
 
 /// Login flags (byte 1 of a login request/response BHS): transit bit.
 pub(crate) const LOGIN_TRANSIT: u8 = 0x80;

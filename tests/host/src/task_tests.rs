@@ -133,3 +133,31 @@ fn tmf_ref_round_trips_and_names_its_tasks() {
     assert!(TmfRef::Target.covers_lun(3, 3));
     assert!(!TmfRef::Task(3).covers_lun(3, 3));
 }
+
+#[test]
+fn refusal_names_the_commands_no_retry_can_send() {
+    let (r, w) = (CMD_READ, CMD_WRITE);
+    // Ordinary commands go out.
+    assert_eq!(refusal(0x80 | r, true, 4096, 1), None);
+    assert_eq!(refusal(0x80 | w, true, 65536, 16), None);
+    assert_eq!(refusal(0x80, true, 0, 0), None); // no data (TEST UNIT READY)
+    assert_eq!(refusal(0x80, true, 4096, 1), None); // a buffer without R/W is not ours to judge
+                                                    // Both directions, whatever else.
+    assert_eq!(refusal(r | w, true, 4096, 1), Some(Refusal::Bidirectional));
+    assert_eq!(refusal(r | w, false, 0, 0), Some(Refusal::Bidirectional));
+    // Protection information, with or without data.
+    assert_eq!(refusal(r, false, 4096, 1), Some(Refusal::ProtectionInfo));
+    assert_eq!(refusal(0, false, 0, 0), Some(Refusal::ProtectionInfo));
+    // A direction without a buffer: no bytes, or no scatterlist entries.
+    assert_eq!(refusal(r, true, 0, 1), Some(Refusal::NoBuffer));
+    assert_eq!(refusal(w, true, 4096, 0), Some(Refusal::NoBuffer));
+    // Each reason is its own line.
+    let reasons = [
+        Refusal::Bidirectional,
+        Refusal::ProtectionInfo,
+        Refusal::NoBuffer,
+    ]
+    .map(Refusal::reason);
+    assert!(reasons.iter().all(|s| !s.is_empty()));
+    assert!(reasons[0] != reasons[1] && reasons[1] != reasons[2] && reasons[0] != reasons[2]);
+}
