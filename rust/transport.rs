@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
 
 //! The `iser` iSCSI transport: the driver's side of the libiscsi seam. Connection work is
-//! in `conn.rs`; this file maps transport callbacks onto it and holds the policies of the
+//! in `conn/`; this file maps transport callbacks onto it and holds the policies of the
 //! C driver's callback table (iser-spec.md 2).
 
 use crate::conn::IserConn;

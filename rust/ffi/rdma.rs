@@ -5,10 +5,10 @@
 //!
 //! The driver above sees owned handles whose `Drop` releases the C object, borrowed device
 //! handles, and a completion trait. Lifetime rules the C API imposes and that the types
-//! cannot express alone are written down as `# Invariants` and are upheld by the teardown
-//! order of `conn.rs` (drain the QP before anything a work request references is freed;
-//! destroy the QP before its CQ; free every per-device object before the DEVICE_REMOVAL
-//! handler returns).
+//! cannot express alone are written down as `# Invariants` and are upheld by the driver's
+//! connection teardown order (drain the QP before anything a work request references is
+//! freed; destroy the QP before its CQ; free every per-device object before the
+//! DEVICE_REMOVAL handler returns).
 
 use super::bindings;
 use core::ffi::c_void;
