@@ -61,9 +61,9 @@ struct IserModule {
     _devices: ffi::global::Installed<device::Devices>,
     /// `/sys/kernel/debug/iser/ended/counters`: the counters of the connections that ended
     /// (`conn::ENDED`); `None` if debugfs could not create it (only the file is lost).
-    _ended: Option<ffi::debugfs::Entry<conn::ConnStats>>,
+    _ended: Option<ffi::debugfs::Entry<conn::EndedCounters>>,
     /// `/sys/kernel/debug/iser` (per-connection statistics), removed last.
-    _debugfs: ffi::global::Installed<ffi::debugfs::Root<conn::ConnStats>>,
+    _debugfs: ffi::global::Installed<ffi::debugfs::Root>,
 }
 
 impl kernel::Module for IserModule {
@@ -73,7 +73,7 @@ impl kernel::Module for IserModule {
             GFP_KERNEL,
         )?);
         let ended = ffi::debugfs::ROOT.get().and_then(|root| {
-            let view = Arc::new(conn::ConnStats::ended(), GFP_KERNEL).ok()?;
+            let view = Arc::new(conn::EndedCounters, GFP_KERNEL).ok()?;
             root.add(c_str!("ended"), c_str!("counters"), view)
         });
         let devices = device::DEVICES.install(KBox::pin_init(device::Devices::new(), GFP_KERNEL)?);

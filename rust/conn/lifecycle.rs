@@ -22,7 +22,7 @@ impl IserConn {
         let always_register = params::always_register();
         let stats = Arc::new(
             ConnStats {
-                peer: Some(dst),
+                peer: dst,
                 s: Stats::default(),
             },
             GFP_KERNEL,

@@ -64,7 +64,7 @@ mod submit;
 
 use reg::*;
 use slots::*;
-pub(crate) use stats::ConnStats;
+pub(crate) use stats::{ConnStats, EndedCounters};
 
 use crate::device::{IserDevice, DEVICES};
 use crate::ffi::debugfs::{self, Entry, SeqWriter, Show};

@@ -17,40 +17,31 @@ pub(crate) static ENDED: Counters = Counters::new();
 /// What `/sys/kernel/debug/iser/connection<sid>:<cid>/stats` shows: the peer, then the
 /// counters and latency histogram of [`Stats`] (Documentation/admin-guide.rst).
 pub(crate) struct ConnStats {
-    /// The target; `None` for the view of [`ENDED`] ([`ConnStats::ended`]).
-    pub(super) peer: Option<SocketAddr>,
+    /// The target.
+    pub(super) peer: SocketAddr,
     pub(super) s: Stats,
-}
-
-impl ConnStats {
-    /// The view of [`ENDED`]: `peer -`, then its counters (no latency histogram).
-    pub(crate) fn ended() -> Self {
-        ConnStats {
-            peer: None,
-            s: Stats::default(),
-        }
-    }
 }
 
 impl Show for ConnStats {
     fn show(&self, w: &mut SeqWriter<'_>) -> fmt::Result {
-        match self.peer {
-            Some(p) => {
-                writeln!(w, "peer {}", p)?;
-                self.s.write(w)
-            }
-            None => {
-                writeln!(w, "peer -")?;
-                ENDED.write(w)
-            }
-        }
+        writeln!(w, "peer {}", self.peer)?;
+        self.s.write(w)
     }
 }
 
 impl Drop for ConnStats {
     fn drop(&mut self) {
-        if self.peer.is_some() {
-            self.s.c.add_to(&ENDED);
-        }
+        self.s.c.add_to(&ENDED);
+    }
+}
+
+/// What `/sys/kernel/debug/iser/ended/counters` shows: `peer -`, then the counters of
+/// [`ENDED`] (no latency histogram).
+pub(crate) struct EndedCounters;
+
+impl Show for EndedCounters {
+    fn show(&self, w: &mut SeqWriter<'_>) -> fmt::Result {
+        writeln!(w, "peer -")?;
+        ENDED.write(w)
     }
 }
