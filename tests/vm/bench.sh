@@ -170,7 +170,7 @@ run_job() {
   out=/tmp/fio-$name.json
   rxe_counters /tmp/rxe0.before; stats_snapshot /tmp/stats.before
   t0=$(cpu_ticks)
-  fio --name="$name" --filename="/dev/$dev" --direct=1 --ioengine=libaio --time_based \
+  fio --name="$name" --filename="/dev/$dev" --allow_file_create=0 --direct=1 --ioengine=libaio --time_based \
     --runtime="$RUNTIME" --ramp_time="$RAMP" --group_reporting --eta=never \
     --output-format=json --output="$out" "$@" >/dev/null 2>&1 || return 1
   t1=$(cpu_ticks)
@@ -248,7 +248,7 @@ for r in $(seq "$REPS"); do
         [ "$job" = "$BENCH_PROFILE" ] || continue
         # shellcheck disable=SC2086
         perf record -q -a -e cpu-clock -F 999 ${BENCH_PERF_ARGS//,/ } -o "/tmp/perf-$c.data" -- \
-          fio --name="$job" --filename="/dev/$dev" --direct=1 --ioengine=libaio --time_based \
+          fio --name="$job" --filename="/dev/$dev" --allow_file_create=0 --direct=1 --ioengine=libaio --time_based \
           --runtime="$RUNTIME" --group_reporting --eta=never $args >"$ISER_RESULTS/profile-$c-$r.fio" 2>&1
         perf report -i "/tmp/perf-$c.data" --stdio --no-children --sort sym --percent-limit 0.05 -g none \
           >"$ISER_RESULTS/profile-$c-$r.txt" 2>/dev/null

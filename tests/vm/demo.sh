@@ -22,9 +22,9 @@ dev=$(iser_login) || die "login failed"
 iscsiadm -m session -P 1 | sed -n '1,12p'
 echo "LUN: /dev/$dev, $(blockdev --getsize64 /dev/$dev) bytes, max_sectors_kb $(cat /sys/block/$dev/queue/max_sectors_kb)"
 say "fio (direct I/O through iSER): 4k random read/write QD32 10 s, 128k sequential read QD16 10 s"
-fio --name=rand4k --filename=/dev/$dev --direct=1 --ioengine=libaio --rw=randrw --bs=4k \
+fio --name=rand4k --filename=/dev/$dev --allow_file_create=0 --direct=1 --ioengine=libaio --rw=randrw --bs=4k \
   --iodepth=32 --runtime=10 --time_based --eta=never --output-format=json --output=/tmp/f1.json || die "fio"
-fio --name=seq128k --filename=/dev/$dev --direct=1 --ioengine=libaio --rw=read --bs=128k \
+fio --name=seq128k --filename=/dev/$dev --allow_file_create=0 --direct=1 --ioengine=libaio --rw=read --bs=128k \
   --iodepth=16 --runtime=10 --time_based --eta=never --output-format=json --output=/tmp/f2.json || die "fio"
 python3 - /tmp/f1.json /tmp/f2.json <<'PY'
 import json, sys

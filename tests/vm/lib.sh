@@ -677,7 +677,7 @@ session_disk() {
 fio_verify() {
   local dev=$1 name=$2 out; shift 2
   out=$ISER_RESULTS/fio_$name${FIO_TAG:-}.json
-  fio --name="$name" --filename="/dev/$dev" --direct=1 --ioengine=libaio --verify=crc32c \
+  fio --name="$name" --filename="/dev/$dev" --allow_file_create=0 --direct=1 --ioengine=libaio --verify=crc32c \
     --do_verify=1 --verify_fatal=1 --verify_state_save=0 --output-format=json --output="$out" \
     "$@" >"$out.err" 2>&1 || { cat "$out.err"; return 1; }
   # jq, not Python: starting Python costs seconds in the debug VM, and this runs per job.

@@ -17,7 +17,7 @@ tmo=${CMD_TIMEOUT:-4}
 echo "$tmo" >"/sys/block/$dev/device/timeout"
 lio_delay "${DELAY_MS:-$(( (3 * tmo + 6) * 1000 ))}" || fail "dm-delay"
 # A few writes and reads that will time out; they must complete (retried) or fail, never hang.
-fio --name=slow --filename="/dev/$dev" --direct=1 --ioengine=libaio --rw=randrw --bs=4k \
+fio --name=slow --filename="/dev/$dev" --allow_file_create=0 --direct=1 --ioengine=libaio --rw=randrw --bs=4k \
   --iodepth=4 --size=1M --offset=64M --number_ios=8 --output=/tmp/slow.out >/dev/null 2>&1 &
 fpid=$!
 sleep "${SLOW_SECONDS:-20}"

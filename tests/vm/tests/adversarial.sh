@@ -275,7 +275,7 @@ run_scenario() {
       fio:*)
         # fio:ARGS (commas for spaces): a verified fio job at 4 MiB.
         local fa=${run#fio:}
-        timeout 180 fio --name=adv --filename="/dev/$dev" --direct=1 --ioengine=libaio --verify=crc32c \
+        timeout 180 fio --name=adv --filename="/dev/$dev" --allow_file_create=0 --direct=1 --ioengine=libaio --verify=crc32c \
           --do_verify=1 --verify_fatal=1 --verify_state_save=0 --offset=4M ${fa//,/ } >"$RES/$name.fio" 2>&1
         io_rc $?; io=$rc_s; [ "$io" = ok ] && data=ok || data=bad
         ;;

@@ -21,7 +21,7 @@ log "session: $sess"
 echo "$sess" | grep -q "^iser:" || fail "session transport is not iser"
 sz=$(blockdev --getsize64 "/dev/$dev")
 [ "$sz" = $((256 * 1024 * 1024)) ] || fail "LUN size $sz"
-fio --name=verify --filename="/dev/$dev" --direct=1 --ioengine=libaio --rw=randwrite \
+fio --name=verify --filename="/dev/$dev" --allow_file_create=0 --direct=1 --ioengine=libaio --rw=randwrite \
   --bsrange=4k-1m --iodepth=16 --size=${SIZE}M --verify=crc32c --verify_backlog=512 --do_verify=1 \
   --verify_fatal=1 --verify_state_save=0 --output-format=json --output="$ISER_RESULTS/rig_fio_$IMPL.json" \
   || fail "fio write+verify failed"
