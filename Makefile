@@ -32,9 +32,9 @@ else
 
 SHELL := /bin/bash
 RUSTFMT ?= rustfmt
-RUST_SRCS = $(shell find rust tests/host/src tests/fuzz/src tests/fuzz/fuzz_targets -name '*.rs' ! -name '*generated*')
+RUST_SRCS = $(shell find rust tests/host/src tests/fuzz/src tests/fuzz/fuzz_targets tests/icount/src -name '*.rs' ! -name '*generated*')
 
-.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long check-harness demo bench bench-pair bench-scaling clean \
+.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long check-harness demo bench bench-pair bench-scaling bench-insns clean \
 	install uninstall dkms-install dkms-uninstall
 
 all: modules
@@ -95,6 +95,11 @@ bench-pair: deps
 # Scaling over sessions and I/O queues alone (scripts/bench.sh, BENCH_SCALING).
 bench-scaling: deps
 	@BENCH_SCALING=only scripts/bench.sh
+
+# Our module's instructions per I/O against the C driver's, counted exactly (a QEMU plugin,
+# tests/icount; scripts/bench-insns.sh).
+bench-insns: deps
+	@scripts/bench-insns.sh
 
 # Install paths (root): see scripts/install.sh and Documentation/admin-guide.rst.
 install: modules
