@@ -31,6 +31,8 @@
 #
 # BENCH_ICOUNT=N: the guest runs on an instruction clock (scripts/vm-run VM_ICOUNT): CPU-bound
 # figures count guest instructions, not host seconds (Documentation/testing.rst).
+# BENCH_INSNS=0: without the instructions-per-I/O table that follows the usual bench
+# (make bench-insns, scripts/bench-insns.sh).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 res=$top/results/bench-$(date +%Y%m%d-%H%M%S)${BENCH_CPUS:+-cpus$BENCH_CPUS}${BENCH_PAIR:+-pair}${BENCH_ICOUNT:+-icount$BENCH_ICOUNT}
@@ -136,3 +138,9 @@ cat "$res/bench.md"
 sc_svg=""
 [ ! -e "$res/bench-scaling.svg" ] || sc_svg=", $res/bench-scaling.svg"
 echo "bench: $res/bench.md, $res/bench.svg$sc_svg"
+# The instructions per I/O of ours and the C driver (scripts/bench-insns.sh: its own boot,
+# under the counting plugin, a few minutes), unless BENCH_INSNS=0 or the contenders leave
+# one of them out.
+if [ "${BENCH_INSNS:-1}" != 0 ] && [[ " ${cs[*]} " == *" rs "* && " ${cs[*]} " == *" c "* ]]; then
+  "$top/scripts/bench-insns.sh"
+fi
