@@ -117,35 +117,32 @@ impl Root {
             },
             GFP_KERNEL,
         );
-        let f = match &node {
-            // SAFETY: `dir` is a live dentry; `fops` outlives the file (removed with
-            // `self.dir` at the latest, and `Entry` removes it earlier); the node (on the
-            // heap: its address does not change when the box moves) and `ptr` stay valid
-            // until the `Entry` removed the file.
-            Ok(n) => unsafe {
-                create_file(
-                    file,
-                    dir,
-                    core::ptr::from_ref::<Node>(n).cast_mut().cast(),
-                    &self.fops,
-                )
-            },
-            Err(_) => core::ptr::null_mut(),
+        let Ok(node) = node else {
+            // SAFETY: `dir` is ours and empty.
+            unsafe { bindings::debugfs_remove(dir) };
+            // SAFETY: From `Arc::into_raw` above, not handed to debugfs.
+            drop(unsafe { Arc::from_raw(ptr) });
+            return None;
         };
-        match node {
-            Ok(node) if !is_err_or_null(f) => Some(Entry {
-                dir,
-                data: ptr,
-                _node: node,
-            }),
-            _ => {
-                // SAFETY: `dir` is ours; nothing in it refers to `ptr` or the node.
-                unsafe { bindings::debugfs_remove(dir) };
-                // SAFETY: From `Arc::into_raw` above, not used by debugfs.
-                drop(unsafe { Arc::from_raw(ptr) });
-                None
-            }
+        let node = KBox::into_raw(node);
+        // SAFETY: `dir` is a live dentry; `fops` outlives the file (removed with `self.dir`
+        // at the latest, and `Entry` removes it earlier); `node` and `ptr` stay valid until
+        // the `Entry` removed the file.
+        let f = unsafe { create_file(file, dir, node.cast(), &self.fops) };
+        if is_err_or_null(f) {
+            // SAFETY: `dir` is ours; nothing in it refers to `node` or `ptr`.
+            unsafe { bindings::debugfs_remove(dir) };
+            // SAFETY: From `KBox::into_raw` and `Arc::into_raw` above, not used by debugfs.
+            drop(unsafe { KBox::from_raw(node) });
+            // SAFETY: As above.
+            drop(unsafe { Arc::from_raw(ptr) });
+            return None;
         }
+        Some(Entry {
+            dir,
+            data: ptr,
+            node,
+        })
     }
 }
 
@@ -162,13 +159,13 @@ impl Drop for Root {
 ///
 /// # Invariants
 ///
-/// `dir` is a live dentry created by [`Root::add`]; `data` came from `Arc::into_raw`; the
-/// file in `dir` has `_node` (pointing to `data`) as its `i_private`. Both are released only
-/// after `dir` was removed (`_node` is dropped after `drop` ran).
+/// `dir` is a live dentry created by [`Root::add`]; `data` came from `Arc::into_raw` and
+/// `node` from `KBox::into_raw`; the file in `dir` has `node` (pointing to `data`) as its
+/// `i_private`. Both are released only after `dir` was removed.
 pub(crate) struct Entry<T: Show> {
     dir: *mut bindings::dentry,
     data: *const T,
-    _node: KBox<Node>,
+    node: *mut Node,
 }
 
 // SAFETY: Removing a debugfs directory is allowed from any thread; `data` is an `Arc<T>`
@@ -183,6 +180,8 @@ impl<T: Show> Drop for Entry<T> {
         // (full proxy), and later reads of open files fail without calling `open`/`show`.
         unsafe { bindings::debugfs_remove(self.dir) };
         // SAFETY: By the invariant, debugfs no longer hands the node (and `data`) to `show`.
+        drop(unsafe { KBox::from_raw(self.node) });
+        // SAFETY: As above.
         drop(unsafe { Arc::from_raw(self.data) });
     }
 }
