@@ -61,6 +61,7 @@ struct ib_pd *iser_rs_ib_alloc_pd(struct ib_device *dev, unsigned int flags) { r
 struct rdma_cm_id *iser_rs_rdma_create_id(iser_rs_cm_handler handler, void *ctx) { return rdma_create_id(&init_net, handler, ctx, RDMA_PS_TCP, IB_QPT_RC); }
 u64 iser_rs_sg_dma_address(struct scatterlist *sg) { return sg_dma_address(sg); }
 unsigned int iser_rs_sg_dma_len(struct scatterlist *sg) { return sg_dma_len(sg); }
+void iser_rs_mutex_lock(struct mutex *m) { mutex_lock(m); }
 
 #ifdef ISER_TEST_FAULTS
 /* Test builds only (make check-harness, Documentation/testing.rst): never in the shipped module. */

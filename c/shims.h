@@ -29,6 +29,7 @@ struct ib_pd;
 struct rdma_cm_id;
 struct rdma_cm_event;
 struct scatterlist;
+struct mutex;
 typedef int (*iser_rs_cm_handler)(struct rdma_cm_id *id, struct rdma_cm_event *event);
 const char *iser_rs_ib_device_name(struct ib_device *dev);
 struct device *iser_rs_ib_device_parent(struct ib_device *dev);
@@ -36,6 +37,8 @@ struct ib_pd *iser_rs_ib_alloc_pd(struct ib_device *dev, unsigned int flags);
 struct rdma_cm_id *iser_rs_rdma_create_id(iser_rs_cm_handler handler, void *ctx);
 u64 iser_rs_sg_dma_address(struct scatterlist *sg);
 unsigned int iser_rs_sg_dma_len(struct scatterlist *sg);
+/* mutex_lock is a macro with lockdep (mutex_lock_nested). */
+void iser_rs_mutex_lock(struct mutex *m);
 
 #ifdef ISER_TEST_FAULTS
 /* Test builds only (make check-harness): the planted faults of rust/planted.rs. */

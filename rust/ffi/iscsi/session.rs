@@ -266,6 +266,28 @@ pub(super) unsafe extern "C" fn destroy_conn<T: TransportOps>(c: *mut bindings::
     // connection (the C driver releases its connection here too).
     if iconn.bound::<T::Conn>().is_some() {
         iser_err!("destroy_conn of a connection that was not stopped: stopping it first\n");
+        // As the class's own stop path does when iscsid cannot (`iscsi_if_stop_conn`): the
+        // endpoint still bound is disconnected first, under `ep_mutex`. The class never
+        // clears `ep->conn`, so an endpoint left behind would point at the connection freed
+        // below, and a later EP_DISCONNECT would lock that freed connection's mutex (seen:
+        // KASAN slab-use-after-free in `iscsi_if_ep_disconnect`). Disconnecting destroys the
+        // endpoint: a later EP_DISCONNECT finds no endpoint.
+        // SAFETY: `c` is live; its `ep_mutex` was initialised with it. The class holds no
+        // `ep_mutex` while calling `destroy_conn` (it flushed the cleanup work that takes it).
+        let ep = unsafe {
+            bindings::iser_rs_mutex_lock(&raw mut (*c).ep_mutex);
+            core::mem::replace(&mut (*c).ep, core::ptr::null_mut())
+        };
+        if !ep.is_null() {
+            // SAFETY: What `iscsi_ep_disconnect` does with a bound endpoint: unbind, then
+            // disconnect (ours: destroys the endpoint, so the class never calls it again).
+            unsafe {
+                unbind_conn::<T>(c, true);
+                super::transport::ep_disconnect::<T>(ep);
+            }
+        }
+        // SAFETY: Locked above.
+        unsafe { bindings::mutex_unlock(&raw mut (*c).ep_mutex) };
         T::stop_conn(iconn, STOP_CONN_TERM);
     }
     // SAFETY: Ours, and no longer bound to our connection (stopped above if it was).

@@ -2,9 +2,10 @@
 # A raw netlink caller (or an iscsid that crashed and a successor that cleans up) destroys a
 # logged-in connection that was never stopped (issue 20 item 7): scsi_transport_iscsi calls
 # destroy_conn on a bound, started connection. The initiator stops it first (with its log
-# line), then the endpoint is disconnected and the session destroyed the same way; nothing
-# may be left (session, connection, endpoint, module reference), no splat, no leak, and a new
-# login afterwards works with verified I/O.
+# line), disconnecting its endpoint as the class's own stop path does (the class never clears
+# the endpoint's pointer to the connection: a later EP_DISCONNECT was a use-after-free), then
+# the session is destroyed the same way; nothing may be left (session, connection, endpoint,
+# module reference), no splat, no leak, and a new login afterwards works with verified I/O.
 . "$(dirname "$0")/../lib.sh"
 NL="python3 $ISER_TOP/tests/vm/iscsi_nl.py"
 dev=$(iser_setup) || fail "setup/login"
@@ -23,7 +24,10 @@ $NL destroy_conn "$handle" "$sid" "$cid" || fail "destroy_conn refused"
 dmesg | grep -q "destroy_conn of a connection that was not stopped: stopping it first" \
   || fail "no log line for the connection stopped in destroy_conn"
 [ ! -e "/sys/class/iscsi_connection/$c" ] || fail "connection $c left after destroy_conn"
-$NL ep_disconnect "$handle" "$eph" || fail "ep_disconnect refused"
+# The endpoint bound to it went with it (the class would keep pointing at the freed
+# connection): a caller that still disconnects it is told there is none, nothing crashes.
+[ ! -e "/sys/class/iscsi_endpoint/$ep" ] || fail "endpoint $ep left after destroy_conn"
+$NL ep_disconnect "$handle" "$eph" && fail "ep_disconnect of the destroyed endpoint accepted"
 $NL destroy_session "$handle" "$sid" || fail "destroy_session refused"
 for _ in $(seq 100); do [ -z "$(ls /sys/class/iscsi_session/)" ] && break; sleep 0.1; done
 [ -z "$(ls /sys/class/iscsi_session/)" ] || fail "session left: $(ls /sys/class/iscsi_session/)"
