@@ -291,9 +291,10 @@ pub(super) unsafe extern "C" fn ep_poll<T: TransportOps>(
 
 /// # Safety
 ///
-/// Called by `scsi_transport_iscsi` once per endpoint: `ep` is an `iscsi_endpoint` (of any
-/// transport: handles are global) that the transport class keeps live for the call, and
-/// nothing uses `ep` after this returns (we destroy it).
+/// Called once per endpoint, by `scsi_transport_iscsi` or by our `destroy_conn` for the
+/// endpoint it took from a connection that was never stopped: `ep` is an `iscsi_endpoint`
+/// (of any transport: handles are global) that stays live for the call, and nothing uses
+/// `ep` after this returns (we destroy it; the class finds it no more).
 pub(super) unsafe extern "C" fn ep_disconnect<T: TransportOps>(ep: *mut bindings::iscsi_endpoint) {
     // SAFETY: The class passes a live endpoint and calls this once per endpoint.
     if unsafe { ep_conn::<T::Conn>(ep) }.is_none() {
