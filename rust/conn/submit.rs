@@ -342,7 +342,7 @@ impl IserConn {
             (true, false) => DataDir::Read,
             (false, true) => DataDir::Write,
             (true, true) => {
-                iser_err!("bidirectional commands are not supported\n");
+                iser_err!("{}\n", ptask::Refusal::Bidirectional.reason());
                 return Err(EINVAL.into());
             }
         };
@@ -356,7 +356,7 @@ impl IserConn {
         if dir != DataDir::None {
             let data = task.scsi_data().ok_or(EINVAL)?;
             if !data.prot_normal {
-                iser_err!("T10-PI command on a connection without PI\n");
+                iser_err!("{}\n", ptask::Refusal::ProtectionInfo.reason());
                 return Err(EINVAL.into());
             }
             let (dma_dir, slot_dir) = match dir {
@@ -364,7 +364,7 @@ impl IserConn {
                 _ => (DmaDir::ToDevice, 1),
             };
             let Some(sg) = data.map(b.dev, dma_dir)? else {
-                iser_err!("{:?} command without a data buffer\n", dir);
+                iser_err!("{}\n", ptask::Refusal::NoBuffer.reason());
                 return Err(EINVAL.into());
             };
             let imm = task.imm_count();
