@@ -288,7 +288,14 @@ for line in "${lines[@]}"; do
   # The whole kernel log: the test and its cleanup (logout, rmmod, teardown).
   dmesg >"$RES/$name.dmesg"
   splats=$(grep -E "$SPLAT_RE" "$RES/$name.dmesg" | head -n 5)
-  [ -z "$splats" ] || why+=("kernel log has splats:" "$splats")
+  if [ -n "$splats" ]; then
+    why+=("kernel log has splats:" "$splats")
+    # The first one with its location and call trace, so that CI's excerpt of the output
+    # alone can tell whose code it is (the full log stays in $RES/<test>.dmesg).
+    why+=("the first, its RIP and call trace:" \
+      "$(grep -E -A 90 -m 1 -- "$SPLAT_RE" "$RES/$name.dmesg" \
+         | grep -E -- "$SPLAT_RE|RIP:|Call Trace|\+0x[0-9a-f]+/0x" | head -n 28 | cut -c1-160)")
+  fi
   if [ -n "$lockdep_off" ]; then
     why+=("lockdep has been off since $lockdep_off: locking is no longer checked in this VM")
   elif ! lockdep_on; then
