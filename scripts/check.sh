@@ -108,6 +108,12 @@ result "Documentation/*.rst is valid reStructuredText (docutils)" $rc
 sh=$(scripts/unsafe-audit.sh 2>&1); rc=$?
 [ $rc = 0 ] || echo "$sh"
 result "every unsafe block has a SAFETY comment, and only rust/ffi/ has unsafe" $rc
+# The adversarial target's offline self-test (its PDU logic without RDMA; it also parses
+# every scenario file), so that a change to tests/vm/adv is checked before any VM boots.
+python3 -B tests/vm/adv/target.py --selftest >"$res/adv-selftest.log" 2>&1; rc=$?
+[ $rc = 0 ] && ! grep -qx 'selftest ok' "$res/adv-selftest.log" && rc=1
+[ $rc = 0 ] || tail -n 20 "$res/adv-selftest.log"
+result "the adversarial target's self-test passes and every scenario parses (tests/vm/adv)" $rc
 # Install paths, into a copy of the target kernel's module tree (DESTDIR): ours shadows the
 # in-tree C ib_iser (modprobe resolves ib_iser to updates/), uninstall brings the C one back.
 it=$(mktemp -d); rc=0
