@@ -8,13 +8,15 @@
 //! `rx` once (classify, update, copy out), unlocks, then calls libiscsi; only Data-Out
 //! completions also take `dp`, after `rx`, never under it. A response is held in its task's
 //! slot until the task's SENDs (and a LOCAL_INV of its registration) completed.
-//! `cleanup_task` runs under libiscsi's `back_lock` (atomic) and takes `rx`, then `res`.
+//! `cleanup_task` runs under libiscsi's `back_lock` (atomic) and takes `res` (and, when a
+//! response is held or a key still valid, `rx` before it).
 
 use super::*;
 
 impl IserConn {
-    /// `cleanup_task` (atomic, back_lock held): takes only `rx` and then `res`, never `dp`,
-    /// so a task completed on one CPU is not held up by a transmit on another.
+    /// `cleanup_task` (atomic, back_lock held): takes `res`, and `rx` only when a response is
+    /// held or a key is still valid (then `rx` first, `res` after it); never `dp`, so a task
+    /// completed on one CPU is not held up by a transmit on another.
     pub(crate) fn cleanup_task(&self, task: &mut Task<'_>) {
         #[cfg(iser_test_faults)]
         crate::planted::on_cleanup_task(task);
@@ -33,8 +35,27 @@ impl IserConn {
         // until the MR's next use (SRP does the same). A failed post (a QP in error) leaves
         // the key to the next registration's chained LOCAL_INV or to teardown.
         //
-        // `rx` is taken before `res`, never under it; libiscsi's locks may be held (never
-        // taken under `rx`).
+        // The usual end of a task, after its response was delivered, needs neither: the
+        // response invalidated its keys and no response is held. That is checked under `res`
+        // ([`Shared::rx_cleanup_needed`]: the slot's `held` flag and key words, atomics),
+        // and the task released there, in one lock round trip. Otherwise `res` is left and
+        // `rx` taken first: `rx` is taken before `res`, never under it; libiscsi's locks may
+        // be held (never taken under `rx`). What `rx` would find is the same either way: a
+        // response held, or a key invalidated, after the check is one that would have come
+        // after the locked section as well.
+        {
+            let mut g = self.res.lock();
+            if let Some(r) = &mut *g {
+                // A task management request that ends here is not answered any more.
+                if let Some(s) = r.sh.slots.get(i) {
+                    s.tmf_ref.store(0, Ordering::Release);
+                }
+                if !r.sh.rx_cleanup_needed(i) {
+                    r.release_task(i);
+                    return;
+                }
+            }
+        }
         let (dropped, invalidated) = Self::with_bh(&self.rx, |rx| {
             let Rx { rq, side } = rx;
             let Some(side) = side.as_mut() else {
@@ -45,8 +66,8 @@ impl IserConn {
                 .get_mut(i)
                 .and_then(|s| s.deferred.take())
                 .is_some();
-            // A task management request that ends here is not answered any more.
             if let Some(s) = side.sh.slots.get(i) {
+                s.held.store(false, Ordering::Release);
                 s.tmf_ref.store(0, Ordering::Release);
             }
             // After teardown took the handle there is nothing to post on (and no target).
@@ -339,6 +360,9 @@ impl IserConn {
                 Stats::inc(&st.s.c.rsp_before_send_done);
             }
             rs.deferred = Some(HeldPdu::hold(&copy));
+            if let Some(s) = side.sh.slots.get(si) {
+                s.held.store(true, Ordering::Release);
+            }
             return;
         }
         drop(g);

@@ -26,7 +26,8 @@
 //!   (softirq), and from process context with BH disabled.
 //! - `res` (spinlock, leaf): the task slots' buffer mappings and the registration MRs' free
 //!   list. Taken by `xmit_task` under `dp` (briefly: take an MR, record a mapping), by
-//!   `cleanup_task` (under `back_lock`) alone, and at bind and teardown. A task's release thus
+//!   `cleanup_task` (under `back_lock`; alone, or after `rx` for a task that ended with a
+//!   response held or a key valid), and at bind and teardown. A task's release thus
 //!   never waits for a transmit on another CPU, which holds `dp` across `post_send`.
 //! - `rx` (spinlock, leaf): the completion side — the QP's completion-side handle
 //!   ([`RecvQp`]: receives, and the LOCAL_INV of a registration its response did not

@@ -156,6 +156,28 @@ impl Bound {
     }
 }
 
+impl Shared {
+    /// Whether `cleanup_task` of task slot `i` has work under `rx`: a response held in the
+    /// slot, or a registration of the slot whose key is still valid (the task ended without
+    /// its response invalidating it). Read without `rx`, from the atomics the completion side
+    /// publishes; the slot's registrations stay its own until `Res::release_task`.
+    pub(super) fn rx_cleanup_needed(&self, i: usize) -> bool {
+        let Some(k) = self.slots.get(i) else {
+            return false;
+        };
+        k.held.load(Ordering::Acquire)
+            || k.exposed.iter().any(|e| {
+                match ptask::Exposed::decode(e.load(Ordering::Acquire)) {
+                    ptask::Exposed::Mr { idx, rkey } => self
+                        .valid_key
+                        .get(idx as usize)
+                        .is_some_and(|vk| vk.load(Ordering::Acquire) == valid_key(rkey)),
+                    _ => false,
+                }
+            })
+    }
+}
+
 impl IserConn {
     /// The tasks released by the "Function complete" answer to the task management
     /// request in slot `si`, which `t` names: a LOCAL_INV is posted for each of their

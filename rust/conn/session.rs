@@ -153,6 +153,7 @@ impl IserConn {
                     tmf_ref: AtomicU32::new(0),
                     lun: AtomicU64::new(0),
                     xmit_busy: AtomicBool::new(false),
+                    held: AtomicBool::new(false),
                     t0: AtomicU64::new(0),
                     exposed: [AtomicU64::new(0), AtomicU64::new(0)],
                 },

@@ -19,6 +19,10 @@ pub(super) struct SlotShared {
     /// Set while `xmit_task` posts a command whose unsolicited Data-Outs follow: a response
     /// that overtakes them waits for `dp`, which `xmit_task` holds until all are counted.
     pub(super) xmit_busy: AtomicBool,
+    /// Set (under `rx`, after the PDU) when a response is held in the slot's [`RxSlot`]
+    /// (`deferred`); cleared by `cleanup_task` when it takes it. `cleanup_task` takes `rx`
+    /// only when this is set or a registration of the slot is still valid.
+    pub(super) held: AtomicBool,
     /// `local_clock()` when the SCSI command's SEND was posted (latency histogram); 0 when
     /// not measured (`latency_histogram` off).
     pub(super) t0: AtomicU64,
@@ -295,6 +299,7 @@ impl Bound {
         for s in self.sh.slots.iter() {
             s.sends_pending.store(0, Ordering::Relaxed);
             s.xmit_busy.store(false, Ordering::Relaxed);
+            s.held.store(false, Ordering::Relaxed);
         }
     }
 }
