@@ -212,6 +212,7 @@ pub(super) fn cqe_table_len(n: usize, nrx: usize, ndo: usize) -> usize {
 }
 
 impl Shared {
+    #[inline]
     pub(super) fn cqe_of(&self, c: Cqe) -> crate::ffi::rdma::CqeRef {
         let (n, r) = (self.n, self.n + self.nrx);
         self.cqes.get(match c {
@@ -225,6 +226,7 @@ impl Shared {
         })
     }
 
+    #[inline]
     pub(super) fn which(&self, addr: usize) -> Option<Cqe> {
         let i = self.cqes.index_of(addr)?;
         let (n, r) = (self.n, self.n + self.nrx);
@@ -246,6 +248,7 @@ impl Shared {
     }
 
     /// The work request giving ring buffer `i` to the target.
+    #[inline]
     fn rx_wr(&self, i: usize) -> (crate::ffi::rdma::CqeRef, Sge) {
         let off = i * sizing::RX_PAYLOAD;
         self.rx.sync_for_device(off, sizing::RX_PAYLOAD);
@@ -265,6 +268,7 @@ impl Shared {
     }
 
     /// Lowers task slot `i`'s count of pending SENDs; true when it reached zero.
+    #[inline]
     pub(super) fn send_done(&self, i: usize) -> bool {
         self.slots.get(i).is_some_and(|s| {
             s.sends_pending

@@ -149,11 +149,13 @@ impl<H: CqHandler> CqeTable<H> {
     }
 
     /// Entry `i` (panics if out of range: callers index with their own bounds).
+    #[inline]
     pub(crate) fn get(&self, i: usize) -> CqeRef {
         CqeRef(self.cqes[i].get())
     }
 
     /// Which entry a completion's `cqe` address is, if it is one of ours.
+    #[inline]
     pub(crate) fn index_of(&self, addr: usize) -> Option<usize> {
         let base = self.cqes.as_ptr() as usize;
         let sz = core::mem::size_of::<Opaque<bindings::ib_cqe>>();

@@ -150,6 +150,7 @@ impl<H: CqHandler> Qp<H> {
 
     /// Posts [LOCAL_INV →] [REG_MR →] SEND in one chain. Only the SEND is signaled (when
     /// `signaled`); registration WRs complete silently unless they fail.
+    #[inline]
     pub(crate) fn post_send(
         &self,
         reg: Option<RegReq<'_>>,
@@ -196,30 +197,41 @@ impl<H: CqHandler> Qp<H> {
             ..Default::default()
         };
         send.__bindgen_anon_1.wr_cqe = cqe.0;
-        let mut regwr = bindings::ib_reg_wr::default();
-        let mut inv = bindings::ib_send_wr::default();
-        let mut head: *const bindings::ib_send_wr = &raw const send;
-        if let Some(r) = reg {
-            regwr.wr.next = &raw mut send;
-            regwr.wr.opcode = bindings::ib_wr_opcode_IB_WR_REG_MR;
-            regwr.wr.__bindgen_anon_1.wr_cqe = r.cqe.0;
-            regwr.mr = r.mr.ptr.as_ptr();
-            regwr.key = r.mr.rkey();
-            regwr.access = r.access.flags();
-            head = &raw const regwr.wr;
-            if let Some(rkey) = r.invalidate {
-                inv.next = &raw mut regwr.wr;
-                inv.opcode = bindings::ib_wr_opcode_IB_WR_LOCAL_INV;
-                inv.__bindgen_anon_1.wr_cqe = r.cqe.0;
-                inv.ex.invalidate_rkey = rkey;
-                head = &raw const inv;
-            }
-        }
-        // SAFETY: `qp` is valid; the chain lives on this stack frame for the call; a mapped
-        // SGE references memory the caller keeps mapped until the SEND completes or the QP
-        // is drained; an inline one is readable for the call (`InlineSge` invariant), which
-        // is when the provider copies it, and fits the QP's inline size (checked above).
-        to_result(unsafe { self.provider_post_send(head) })
+        // The registration and invalidation WRs are built only when chained (most SENDs
+        // carry neither: Data-Outs, control PDUs, commands on the DMA key).
+        let Some(r) = reg else {
+            // SAFETY: `qp` is valid; `send` and its SGEs live on this stack frame for the
+            // call; a mapped SGE references memory the caller keeps mapped until the SEND
+            // completes or the QP is drained; an inline one is readable for the call
+            // (`InlineSge` invariant), which is when the provider copies it, and fits the
+            // QP's inline size (checked above).
+            return to_result(unsafe { self.provider_post_send(&raw const send) });
+        };
+        let mut regwr = bindings::ib_reg_wr {
+            wr: bindings::ib_send_wr {
+                next: &raw mut send,
+                opcode: bindings::ib_wr_opcode_IB_WR_REG_MR,
+                ..Default::default()
+            },
+            mr: r.mr.ptr.as_ptr(),
+            key: r.mr.rkey(),
+            access: r.access.flags(),
+        };
+        regwr.wr.__bindgen_anon_1.wr_cqe = r.cqe.0;
+        let Some(rkey) = r.invalidate else {
+            // SAFETY: As above, for the chain REG_MR -> SEND on this stack frame; the MR is
+            // the caller's, mapped with `Mr::map`.
+            return to_result(unsafe { self.provider_post_send(&raw const regwr.wr) });
+        };
+        let mut inv = bindings::ib_send_wr {
+            next: &raw mut regwr.wr,
+            opcode: bindings::ib_wr_opcode_IB_WR_LOCAL_INV,
+            ..Default::default()
+        };
+        inv.__bindgen_anon_1.wr_cqe = r.cqe.0;
+        inv.ex.invalidate_rkey = rkey;
+        // SAFETY: As above, for the chain LOCAL_INV -> REG_MR -> SEND on this stack frame.
+        to_result(unsafe { self.provider_post_send(&raw const inv) })
     }
 
     /// [`provider_post_send`] on this QP.
