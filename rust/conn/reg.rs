@@ -56,17 +56,23 @@ impl Res {
     }
 
     pub(super) fn release_task(&mut self, i: usize) {
-        let dirs = match self.dirs.get_mut(i) {
-            Some(d) => [d[0].take(), d[1].take()],
-            None => return,
+        let Res { sh, dirs, fr_free } = self;
+        let Some(d) = dirs.get_mut(i) else {
+            return;
         };
-        if let Some(s) = self.sh.slots.get(i) {
+        if let Some(s) = sh.slots.get(i) {
             for e in &s.exposed {
                 e.store(ptask::Exposed::None.encode(), Ordering::Release);
             }
         }
-        for d in dirs.into_iter().flatten() {
-            self.release_dir(d);
+        // In place: only a direction that holds a mapping is moved out.
+        for dir in d.iter_mut() {
+            if let Some(dr) = dir.take() {
+                if let Some(f) = dr.fr {
+                    fr_free.push(f);
+                }
+                dr.sg.unmap();
+            }
         }
     }
 
