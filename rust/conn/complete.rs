@@ -205,33 +205,32 @@ impl IserConn {
         let received = (wc.byte_len as usize).min(sizing::RX_PAYLOAD);
         let mut area = MaybeUninit::<[u8; sizing::RX_PAYLOAD]>::uninit();
         let buf = side.sh.rx.read_uninit(off, received, &mut area);
-        let r = rx::parse(
-            buf.as_deref().unwrap_or(&[]),
-            received,
-            sizing::RECV_DATA_SEG_LEN,
-            side.sh.n,
-        );
-        let copy = buf.and_then(|b| RxCopy::new(b, r.as_ref().map_or(0, |r| r.pdu.data_len)));
         // The copy is ours: give the buffer back to the target (4.11), in batches.
         if let Some(rq) = rq {
             if let Err(e) = side.repost(rq, i) {
                 iser_err!("reposting receive buffers (up to {}) failed: {:?}\n", i, e);
             }
         }
-        let (r, copy) = match (r, copy) {
-            (Ok(r), Some(c)) => (r, c),
-            (Err(e), _) => {
+        // Not reached: every ring buffer is `RX_PAYLOAD` bytes of the `rx` area.
+        let Some(buf) = buf else {
+            drop(g);
+            iser_err!("receive buffer {} outside the ring\n", i);
+            fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
+            return;
+        };
+        let r = match rx::parse(buf, received, sizing::RECV_DATA_SEG_LEN, side.sh.n) {
+            Ok(r) => r,
+            Err(e) => {
                 drop(g);
                 Self::reject_pdu(st, iconn, "received PDU rejected", e);
                 return;
             }
-            // Not reached: every ring buffer is `RX_PAYLOAD` bytes of the `rx` area.
-            (Ok(_), None) => {
-                drop(g);
-                iser_err!("receive buffer {} outside the ring\n", i);
-                fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
-                return;
-            }
+        };
+        // Not reached: `parse` validated the data segment's length against what arrived.
+        let Some(copy) = RxCopy::new(buf, r.pdu.data_len) else {
+            drop(g);
+            fail(st, iconn, crate::ffi::iscsi::err::CONN_FAILED);
+            return;
         };
         Stats::inc(&st.s.c.pdus_rx);
         let sh = &*side.sh;
@@ -297,7 +296,13 @@ impl IserConn {
         // legitimate transfer for them follows the answer: RFC 7143 4.2.3.3). Any other
         // answer releases nothing (libiscsi keeps the tasks and escalates).
         let inval = if r.pdu.opcode == bhs::OP_SCSI_RSP && wc.invalidated_rkey.is_none() {
-            Self::invalidate_local(rq.as_ref(), &side.sh, si, si, |_| true).map(usize::from)
+            // Most such responses answer a command on the DMA key (nothing to invalidate):
+            // checked first, without the call.
+            if side.sh.key_valid(si) {
+                Self::invalidate_local(rq.as_ref(), &side.sh, si, si, |_| true).map(usize::from)
+            } else {
+                Ok(0)
+            }
         } else if r.pdu.opcode == bhs::OP_TMF_RSP {
             let tmf = side
                 .sh

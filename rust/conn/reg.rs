@@ -15,13 +15,36 @@
 
 use super::*;
 
-/// How one direction of a command's buffer is exposed to the target.
+/// How one direction of a command's buffer is exposed to the target: what its release
+/// needs, kept in the task's slot until then.
 pub(super) struct DirRes {
     pub(super) sg: MappedSg,
     /// Index of the registration MR, or `None` for the DMA-key path.
     pub(super) fr: Option<usize>,
+}
+
+impl DirRes {
+    /// Releases this direction's mapping, and puts its MR back in `fr_free`. The MR was
+    /// invalidated before the task's response was delivered (remotely or by `on_rx`); only a
+    /// task that ended without a response (abort, cleanup) leaves it valid until its reuse
+    /// chains a LOCAL_INV (lazy invalidation, iser-spec.md 5.4).
+    pub(super) fn release(self, fr_free: &mut FreeList) {
+        if let Some(i) = self.fr {
+            fr_free.push(i);
+        }
+        self.sg.unmap();
+    }
+}
+
+/// What a command's headers and SGEs use of a new [`DirRes`] (not kept).
+pub(super) struct Exposure {
+    /// Local key and address of the buffer (the MR's, or the DMA key and the first entry's).
     pub(super) lkey: u32,
     pub(super) iova: u64,
+    /// The MR's new rkey (`None` on the DMA-key path).
+    pub(super) rkey: Option<u32>,
+    /// The MR's previous rkey, to invalidate before the registration.
+    pub(super) inval: Option<u32>,
 }
 
 /// The task slots' buffer mappings and the registration pool's free list, under `res`: what
@@ -44,17 +67,7 @@ pub(super) fn valid_key(rkey: u32) -> u64 {
 }
 
 impl Res {
-    /// Releases one direction's mapping and MR. The MR was invalidated before the task's
-    /// response was delivered (remotely or by `on_rx`); only a task that ended without a
-    /// response (abort, cleanup) leaves it valid until its reuse chains a LOCAL_INV (lazy
-    /// invalidation, iser-spec.md 5.4).
-    pub(super) fn release_dir(&mut self, d: DirRes) {
-        if let Some(i) = d.fr {
-            self.fr_free.push(i);
-        }
-        d.sg.unmap();
-    }
-
+    /// Releases task slot `i`'s mappings and MRs (its `exposed` words cleared first).
     pub(super) fn release_task(&mut self, i: usize) {
         let Res { sh, dirs, fr_free } = self;
         let Some(d) = dirs.get_mut(i) else {
@@ -68,10 +81,7 @@ impl Res {
         // In place: only a direction that holds a mapping is moved out.
         for dir in d.iter_mut() {
             if let Some(dr) = dir.take() {
-                if let Some(f) = dr.fr {
-                    fr_free.push(f);
-                }
-                dr.sg.unmap();
+                dr.release(fr_free);
             }
         }
     }
@@ -86,28 +96,27 @@ impl Res {
 
 impl Bound {
     /// Exposes a mapped buffer to the target: DMA key or fast registration (5.1). Returns
-    /// the mapping (with the MR index if registered), the MR's new rkey and the rkey to
-    /// invalidate first. The MR comes from the pool in `res`, which the caller holds (it
+    /// the mapping (with the MR index if registered) and what the command's headers need:
+    /// keys, address, the MR's new rkey and the rkey to invalidate first. The MR comes from the pool in `res`, which the caller holds (it
     /// records the mapping there next, under the same lock round trip).
     pub(super) fn register(
         &mut self,
         res: &mut Option<Res>,
         sg: MappedSg,
         all_imm: bool,
-    ) -> Result<(DirRes, Option<u32>, Option<u32>)> {
+    ) -> Result<(DirRes, Exposure)> {
         if sg.nents() == 1 && (all_imm || !self.always_register) {
             Stats::inc(&self.st.s.c.reg_dma_key);
             let (addr, _len) = sg.first();
             let lkey = self.sh.lkey;
             return Ok((
-                DirRes {
-                    sg,
-                    fr: None,
+                DirRes { sg, fr: None },
+                Exposure {
                     lkey,
                     iova: addr,
+                    rkey: None,
+                    inval: None,
                 },
-                None,
-                None,
             ));
         }
         let Some(i) = res.as_mut().and_then(|r| r.fr_free.pop()) else {
@@ -150,37 +159,45 @@ impl Bound {
         let (iova, _) = mr.range();
         let (lkey, rkey) = (mr.lkey(), mr.rkey());
         Ok((
-            DirRes {
-                sg,
-                fr: Some(i),
+            DirRes { sg, fr: Some(i) },
+            Exposure {
                 lkey,
                 iova,
+                rkey: Some(rkey),
+                inval,
             },
-            Some(rkey),
-            inval,
         ))
     }
 }
 
 impl Shared {
-    /// Whether `cleanup_task` of task slot `i` has work under `rx`: a response held in the
-    /// slot, or a registration of the slot whose key is still valid (the task ended without
-    /// its response invalidating it). Read without `rx`, from the atomics the completion side
-    /// publishes; the slot's registrations stay its own until `Res::release_task`.
-    pub(super) fn rx_cleanup_needed(&self, i: usize) -> bool {
-        let Some(k) = self.slots.get(i) else {
-            return false;
-        };
-        k.held.load(Ordering::Acquire)
-            || k.exposed.iter().any(|e| {
-                match ptask::Exposed::decode(e.load(Ordering::Acquire)) {
+    /// Whether a registration of task slot `i` still leaves its key valid (a LOCAL_INV of
+    /// it would be posted by [`IserConn::invalidate_local`]). Read from the atomics alone;
+    /// the slot's registrations stay its own until `Res::release_task`.
+    #[inline]
+    pub(super) fn key_valid(&self, i: usize) -> bool {
+        self.slots.get(i).is_some_and(|k| {
+            k.exposed.iter().any(
+                |e| match ptask::Exposed::decode(e.load(Ordering::Acquire)) {
                     ptask::Exposed::Mr { idx, rkey } => self
                         .valid_key
                         .get(idx as usize)
                         .is_some_and(|vk| vk.load(Ordering::Acquire) == valid_key(rkey)),
                     _ => false,
-                }
-            })
+                },
+            )
+        })
+    }
+
+    /// Whether `cleanup_task` of task slot `i` has work under `rx`: a response held in the
+    /// slot, or a registration of the slot whose key is still valid (the task ended without
+    /// its response invalidating it). Read without `rx`, from the atomics the completion side
+    /// publishes.
+    pub(super) fn rx_cleanup_needed(&self, i: usize) -> bool {
+        self.slots
+            .get(i)
+            .is_some_and(|k| k.held.load(Ordering::Acquire))
+            || self.key_valid(i)
     }
 }
 

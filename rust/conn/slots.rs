@@ -212,7 +212,7 @@ pub(super) fn cqe_table_len(n: usize, nrx: usize, ndo: usize) -> usize {
 }
 
 impl Shared {
-    #[inline]
+    #[inline(always)]
     pub(super) fn cqe_of(&self, c: Cqe) -> crate::ffi::rdma::CqeRef {
         let (n, r) = (self.n, self.n + self.nrx);
         self.cqes.get(match c {
@@ -248,12 +248,13 @@ impl Shared {
     }
 
     /// The work request giving ring buffer `i` to the target.
-    #[inline]
+    #[inline(always)]
     fn rx_wr(&self, i: usize) -> (crate::ffi::rdma::CqeRef, Sge) {
         let off = i * sizing::RX_PAYLOAD;
         self.rx.sync_for_device(off, sizing::RX_PAYLOAD);
         (
-            self.cqe_of(Cqe::Rx(i)),
+            // `cqe_of(Cqe::Rx(i))`, without the match.
+            self.cqes.get(self.n + i),
             Sge {
                 addr: self.rx.dma(off),
                 len: sizing::RX_PAYLOAD as u32,
@@ -285,11 +286,8 @@ impl RxSide {
         let Some(batch) = self.batch.push(i) else {
             return Ok(());
         };
-        let mut wrs = [(self.sh.cqe_of(Cqe::Rx(0)), Sge::default()); sq::RX_BATCH];
-        for (w, &j) in wrs.iter_mut().zip(batch.iter()) {
-            *w = self.sh.rx_wr(j);
-        }
-        rq.post_recv_many(&wrs)
+        let sh = &*self.sh;
+        rq.post_recv_each::<{ sq::RX_BATCH }>(|k| sh.rx_wr(batch[k]))
     }
 }
 

@@ -149,7 +149,7 @@ impl<H: CqHandler> CqeTable<H> {
     }
 
     /// Entry `i` (panics if out of range: callers index with their own bounds).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&self, i: usize) -> CqeRef {
         CqeRef(self.cqes[i].get())
     }

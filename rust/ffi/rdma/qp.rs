@@ -6,7 +6,7 @@
 
 use super::*;
 
-/// Longest receive chain [`RecvQp::post_recv_many`] takes.
+/// Longest receive chain [`RecvQp::post_recv_each`] takes.
 pub(crate) const MAX_RECV_CHAIN: usize = 16;
 
 /// Queue sizes of a QP.
@@ -150,7 +150,7 @@ impl<H: CqHandler> Qp<H> {
 
     /// Posts [LOCAL_INV →] [REG_MR →] SEND in one chain. Only the SEND is signaled (when
     /// `signaled`); registration WRs complete silently unless they fail.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn post_send(
         &self,
         reg: Option<RegReq<'_>>,
@@ -315,26 +315,38 @@ impl RecvQp {
         to_result(unsafe { provider_post_send(self.qp, &raw const wr) })
     }
 
-    /// Posts up to [`MAX_RECV_CHAIN`] receive work requests in one chain (one provider call).
-    pub(crate) fn post_recv_many(&self, wrs: &[(CqeRef, Sge)]) -> Result {
-        let mut sg = [bindings::ib_sge::default(); MAX_RECV_CHAIN];
-        let mut wr = [bindings::ib_recv_wr::default(); MAX_RECV_CHAIN];
-        let n = wrs.len();
-        if n == 0 || n > MAX_RECV_CHAIN {
+    /// Posts `N` (at most [`MAX_RECV_CHAIN`]) receive work requests in one chain (one
+    /// provider call), the `i`-th from `wr_of(i)`. Each entry is built whole in place (no
+    /// array cleared first and written again).
+    #[inline]
+    pub(crate) fn post_recv_each<const N: usize>(
+        &self,
+        mut wr_of: impl FnMut(usize) -> (CqeRef, Sge),
+    ) -> Result {
+        if N == 0 || N > MAX_RECV_CHAIN {
             return Err(EINVAL);
         }
-        for (i, (c, g)) in wrs.iter().enumerate() {
-            sg[i] = g.raw();
-            wr[i].sg_list = &raw mut sg[i];
-            wr[i].num_sge = 1;
-            wr[i].__bindgen_anon_1.wr_cqe = c.0;
-        }
-        for i in 1..n {
-            wr[i - 1].next = &raw mut wr[i];
+        let mut cqes = [core::ptr::null_mut(); N];
+        let mut sg: [bindings::ib_sge; N] = core::array::from_fn(|i| {
+            let (c, g) = wr_of(i);
+            cqes[i] = c.0;
+            g.raw()
+        });
+        let sgp = sg.as_mut_ptr();
+        let mut wr: [bindings::ib_recv_wr; N] = core::array::from_fn(|i| bindings::ib_recv_wr {
+            next: core::ptr::null_mut(),
+            __bindgen_anon_1: bindings::ib_recv_wr__bindgen_ty_1 { wr_cqe: cqes[i] },
+            sg_list: sgp.wrapping_add(i),
+            num_sge: 1,
+        });
+        for i in 1..N {
+            let next = &raw mut wr[i];
+            wr[i - 1].next = next;
         }
         // SAFETY: As in `post_recv`: the chain and its SGEs live on this stack frame for the
-        // call (providers copy them), `wr[n - 1].next` is null, and every buffer is the
-        // caller's DMA-mapped memory that stays mapped until the QP is drained.
+        // call (providers copy them; `sg_list` of entry `i` is `&sg[i]`), the last `next`
+        // is null, and every buffer is the caller's DMA-mapped memory that stays mapped
+        // until the QP is drained.
         to_result(unsafe { self.provider_post_recv(&raw const wr[0]) })
     }
 
