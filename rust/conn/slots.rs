@@ -253,8 +253,7 @@ impl Shared {
         let off = i * sizing::RX_PAYLOAD;
         self.rx.sync_for_device(off, sizing::RX_PAYLOAD);
         (
-            // `cqe_of(Cqe::Rx(i))`, without the match.
-            self.cqes.get(self.n + i),
+            self.cqe_of(Cqe::Rx(i)),
             Sge {
                 addr: self.rx.dma(off),
                 len: sizing::RX_PAYLOAD as u32,
