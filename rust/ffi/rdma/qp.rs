@@ -198,40 +198,47 @@ impl<H: CqHandler> Qp<H> {
         };
         send.__bindgen_anon_1.wr_cqe = cqe.0;
         // The registration and invalidation WRs are built only when chained (most SENDs
-        // carry neither: Data-Outs, control PDUs, commands on the DMA key).
-        let Some(r) = reg else {
-            // SAFETY: `qp` is valid; `send` and its SGEs live on this stack frame for the
-            // call; a mapped SGE references memory the caller keeps mapped until the SEND
-            // completes or the QP is drained; an inline one is readable for the call
-            // (`InlineSge` invariant), which is when the provider copies it, and fits the
-            // QP's inline size (checked above).
-            return to_result(unsafe { self.provider_post_send(&raw const send) });
+        // carry neither: Data-Outs, control PDUs, commands on the DMA key); each lives on
+        // this stack frame until the post below returns.
+        let mut regwr;
+        let inv;
+        let head: *const bindings::ib_send_wr = match reg {
+            None => &raw const send,
+            Some(r) => {
+                regwr = bindings::ib_reg_wr {
+                    wr: bindings::ib_send_wr {
+                        next: &raw mut send,
+                        opcode: bindings::ib_wr_opcode_IB_WR_REG_MR,
+                        ..Default::default()
+                    },
+                    mr: r.mr.ptr.as_ptr(),
+                    key: r.mr.rkey(),
+                    access: r.access.flags(),
+                };
+                regwr.wr.__bindgen_anon_1.wr_cqe = r.cqe.0;
+                match r.invalidate {
+                    None => &raw const regwr.wr,
+                    Some(rkey) => {
+                        let mut w = bindings::ib_send_wr {
+                            next: &raw mut regwr.wr,
+                            opcode: bindings::ib_wr_opcode_IB_WR_LOCAL_INV,
+                            ..Default::default()
+                        };
+                        w.__bindgen_anon_1.wr_cqe = r.cqe.0;
+                        w.ex.invalidate_rkey = rkey;
+                        inv = w;
+                        &raw const inv
+                    }
+                }
+            }
         };
-        let mut regwr = bindings::ib_reg_wr {
-            wr: bindings::ib_send_wr {
-                next: &raw mut send,
-                opcode: bindings::ib_wr_opcode_IB_WR_REG_MR,
-                ..Default::default()
-            },
-            mr: r.mr.ptr.as_ptr(),
-            key: r.mr.rkey(),
-            access: r.access.flags(),
-        };
-        regwr.wr.__bindgen_anon_1.wr_cqe = r.cqe.0;
-        let Some(rkey) = r.invalidate else {
-            // SAFETY: As above, for the chain REG_MR -> SEND on this stack frame; the MR is
-            // the caller's, mapped with `Mr::map`.
-            return to_result(unsafe { self.provider_post_send(&raw const regwr.wr) });
-        };
-        let mut inv = bindings::ib_send_wr {
-            next: &raw mut regwr.wr,
-            opcode: bindings::ib_wr_opcode_IB_WR_LOCAL_INV,
-            ..Default::default()
-        };
-        inv.__bindgen_anon_1.wr_cqe = r.cqe.0;
-        inv.ex.invalidate_rkey = rkey;
-        // SAFETY: As above, for the chain LOCAL_INV -> REG_MR -> SEND on this stack frame.
-        to_result(unsafe { self.provider_post_send(&raw const inv) })
+        // SAFETY: `qp` is valid; `head` starts the chain [LOCAL_INV ->] [REG_MR ->] SEND,
+        // whose WRs and SGEs all live on this stack frame for the call. A mapped SGE
+        // references memory the caller keeps mapped until the SEND completes or the QP is
+        // drained; an inline one is readable for the call (`InlineSge` invariant), which is
+        // when the provider copies it, and fits the QP's inline size (checked above); the MR
+        // of a REG_MR is the caller's, mapped with `Mr::map`.
+        to_result(unsafe { self.provider_post_send(head) })
     }
 
     /// [`provider_post_send`] on this QP.
