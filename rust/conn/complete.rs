@@ -43,10 +43,11 @@ impl IserConn {
         // be held (never taken under `rx`). What `rx` would find is the same either way: a
         // response held, or a key invalidated, after the check is one that would have come
         // after the locked section as well.
-        {
+        // A task management request that ends here is not answered any more: its slot's
+        // `tmf_ref` is cleared under `res`, or under `rx` when teardown has taken `res`.
+        let tmf_cleared = {
             let mut g = self.res.lock();
             if let Some(r) = &mut *g {
-                // A task management request that ends here is not answered any more.
                 if let Some(s) = r.sh.slots.get(i) {
                     s.tmf_ref.store(0, Ordering::Release);
                 }
@@ -55,7 +56,8 @@ impl IserConn {
                     return;
                 }
             }
-        }
+            g.is_some()
+        };
         let (dropped, invalidated) = Self::with_bh(&self.rx, |rx| {
             let Rx { rq, side } = rx;
             let Some(side) = side.as_mut() else {
@@ -68,7 +70,9 @@ impl IserConn {
                 .is_some();
             if let Some(s) = side.sh.slots.get(i) {
                 s.held.store(false, Ordering::Release);
-                s.tmf_ref.store(0, Ordering::Release);
+                if !tmf_cleared {
+                    s.tmf_ref.store(0, Ordering::Release);
+                }
             }
             // After teardown took the handle there is nothing to post on (and no target).
             let invalidated = match rq {
