@@ -119,7 +119,7 @@ sc_login() {
   else
     # Discovery through each portal, as mp_two_paths does through iser_login.
     for k in $(seq 0 $((n - 1))); do
-      iscsiadm -m discovery -t st -p "$(sc_ip "$k"):3260" -I iser >/dev/null \
+      iser_discover "$(sc_ip "$k"):3260" \
         || { sc_log "discovery through path $k ($(sc_ip "$k"))"; return 1; }
       iscsiadm -m node -T "$IQN" -p "$(sc_ip "$k"):3260" -I iser --login >/dev/null \
         || { sc_log "login through path $k ($(sc_ip "$k"))"; return 1; }

@@ -3,19 +3,21 @@
 """Sends one iSCSI transport request over NETLINK_ISCSI, as iscsid would, and prints the
 kernel's answer (struct iscsi_uevent's iferror): a raw netlink caller for the VM tests.
 
+  iscsi_nl.py stop_conn HANDLE SID CID FLAG
   iscsi_nl.py destroy_conn HANDLE SID CID
   iscsi_nl.py ep_disconnect HANDLE EP_HANDLE
   iscsi_nl.py destroy_session HANDLE SID
 
 HANDLE is /sys/class/iscsi_transport/<name>/handle, EP_HANDLE
-/sys/class/iscsi_endpoint/endpoint-N/handle. Exit status 0 if the kernel answered with
-iferror 0. Layouts: include/scsi/iscsi_if.h (struct iscsi_uevent: type, iferror,
+/sys/class/iscsi_endpoint/ep-N/handle, FLAG STOP_CONN_TERM (1) or STOP_CONN_RECOVER (3).
+Exit status 0 if the kernel answered with iferror 0. Layouts: include/scsi/iscsi_if.h (struct iscsi_uevent: type, iferror,
 transport_handle, then the request's union)."""
 import os, socket, struct, sys
 
 NETLINK_ISCSI = 8
 UEVENT_BASE = 10
 TYPES = {"destroy_session": UEVENT_BASE + 2, "destroy_conn": UEVENT_BASE + 4,
+         "stop_conn": UEVENT_BASE + 8,
          "ep_disconnect": UEVENT_BASE + 14}
 # Room for the whole struct iscsi_uevent (a few hundred bytes): the kernel reads and echoes
 # sizeof(struct iscsi_uevent) from the request.
@@ -26,6 +28,9 @@ def main():
     op, handle = sys.argv[1], int(sys.argv[2])
     if op == "destroy_conn":
         u = struct.pack("=II", int(sys.argv[3]), int(sys.argv[4]))
+    elif op == "stop_conn":
+        # struct msg_stop_conn: sid, cid, conn_handle (unused by the class), flag
+        u = struct.pack("=IIQI", int(sys.argv[3]), int(sys.argv[4]), 0, int(sys.argv[5]))
     elif op == "destroy_session":
         u = struct.pack("=I", int(sys.argv[3]))
     elif op == "ep_disconnect":

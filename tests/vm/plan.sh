@@ -14,10 +14,14 @@
 # that shard ends earlier by about that much. Each shard runs its tests in tests.list order,
 # except that LAST=1 tests (variants of a test that runs anyway) come after the others: under
 # CI's deadline (suite.sh, ISER_DEADLINE) they are the first a slow machine leaves out.
+# ISER_HARNESS_TESTS=1 adds tests/vm/harness.list's (make check-harness), before the others.
 here=$(cd "$(dirname "$0")" && pwd)
 filter=${1:-.}
 shard=${2:-0/1}
-grep -Ev '^[[:space:]]*(#|$)' "$here/tests.list" | awk -v f="$filter" '$1 ~ f' \
+# ISER_HARNESS_TESTS=1 (make check-harness): harness.list's tests too, first.
+lists=("$here/tests.list")
+[ -z "${ISER_HARNESS_TESTS:-}" ] || lists=("$here/harness.list" "${lists[@]}")
+cat "${lists[@]}" | grep -Ev '^[[:space:]]*(#|$)' | awk -v f="$filter" '$1 ~ f' \
   | awk -v k="${shard%/*}" -v n="${shard#*/}" -v long="${ISER_LONG:-}" -v dur="$here/durations" -v slack="${ISER_PLAN_SLACK:-0}" '
     BEGIN { while ((getline l < dur) > 0) { split(l, a, " "); if (a[1] !~ /^#/ && a[2] != "") w[a[1]] = a[2] } }
     { line[NR] = $0; name[NR] = $1; t = ($1 in w) ? w[$1] : 120

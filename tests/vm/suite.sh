@@ -109,6 +109,17 @@ cleanup() {
     { iscsid_start; marked timeout 120 iscsiadm -m node --logoutall=all; } >/dev/null 2>&1
   fi
   pkill -x iscsid >/dev/null 2>&1 && iscsid_stop >/dev/null 2>&1
+  # Sessions or endpoints no iscsid logged out (a crashed iscsiadm's, or ones iscsid lost):
+  # destroyed over netlink, so that they cannot pin ib_iser or keep reconnecting to a portal
+  # the teardown removes and fail every later test of this VM; this test still fails.
+  orphans() { have '/sys/class/iscsi_session/*' || have '/sys/class/iscsi_endpoint/*'; }
+  if orphans; then
+    for n in $(seq 30); do orphans && sleep 0.1; done
+  fi
+  if orphans; then
+    echo "left after logout and iscsid's exit, destroyed over netlink: $(iscsi_objects | sed 's,.*/,,' | tr '\n' ' ')"
+    destroy_iscsi_objects 2>&1 | sed 's/^/  /'
+  fi
   iser_loaded && { unload_initiator >/dev/null 2>&1 || echo "rmmod ib_iser failed: $(rmmod ib_iser 2>&1)"; }
   if have "$CFS/iscsi/iqn.*" || have "$CFS/core/iblock_*" || have "$CFS/core/rd_mcp_*" || have /sys/kernel/config/nullb/nullb0; then
     lio_teardown >/dev/null 2>&1

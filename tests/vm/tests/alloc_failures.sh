@@ -43,7 +43,7 @@ for d in $FS $FP; do
 done
 echo 0 >$FP/min-order
 echo N >$FP/ignore-gfp-highmem
-iscsiadm -m discovery -t st -p "$IP:$PORT" -I iser >/dev/null || fail "discovery"
+iser_discover "$IP:$PORT" || fail "discovery"
 iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.initial_login_retry_max -v 1 >/dev/null
 iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n 'node.conn[0].timeo.login_timeout' -v 10 >/dev/null
 # Rust v0 symbols to their paths, roughly (lengths-prefixed identifiers, from ib_iser on).

@@ -15,7 +15,7 @@ mkdir -p "$acl/lun_0" && ln -s "$tpg/lun/lun_0" "$acl/lun_0/lun0" || fail "targe
 # printf: LIO stores the value as written, a newline would be part of the name.
 printf %s iser-user >"$acl/auth/userid" && printf %s iser-secret-12 >"$acl/auth/password" || fail "target: CHAP secret"
 load_initiator "${ISER_IMPL:-rs}" || fail "load"
-iscsiadm -m discovery -t st -p "$IP:$PORT" -I iser >/dev/null || fail "discovery"
+iser_discover "$IP:$PORT" || fail "discovery"
 chap() {
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.auth.authmethod -v CHAP &&
   # SHA-256 first: open-iscsi offers only MD5 by default, and the 7.3 test kernel has no

@@ -8,7 +8,7 @@ rdma_up rxe || fail "rxe"
 lio_setup 64 || fail "LIO target"
 load_initiator "${ISER_IMPL:-rs}" || fail "load"
 iscsid_start
-iscsiadm -m discovery -t st -p "$IP:$PORT" -I iser >/dev/null || fail "discovery"
+iser_discover "$IP:$PORT" || fail "discovery"
 start=$(date +%s)
 for i in $(seq "$CYCLES"); do
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser --login >/dev/null || fail "login #$i"

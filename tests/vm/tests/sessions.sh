@@ -29,7 +29,7 @@ for k in $(seq 0 $((N - 1))); do
 done
 load_initiator rs || fail "load ours"
 iscsid_start
-iscsiadm -m discovery -t st -p "$IP:$PORT" -I iser >/dev/null || fail "discovery"
+iser_discover "$IP:$PORT" || fail "discovery"
 for k in $(seq 0 $((N - 1))); do
   iscsiadm -m node -T "$BASE$k" -p "$IP:$PORT" -I iser -o update \
     -n node.session.timeo.replacement_timeout -v 120 >/dev/null || fail "node $k"
