@@ -10,8 +10,8 @@ kernel's answer (struct iscsi_uevent's iferror): a raw netlink caller for the VM
 
 HANDLE is /sys/class/iscsi_transport/<name>/handle, EP_HANDLE
 /sys/class/iscsi_endpoint/ep-N/handle, FLAG STOP_CONN_TERM (1) or STOP_CONN_RECOVER (3).
-Exit status 0 if the kernel answered with iferror 0. Layouts: include/scsi/iscsi_if.h (struct iscsi_uevent: type, iferror,
-transport_handle, then the request's union)."""
+Exit status 0 if the kernel answered with iferror 0. Layouts: include/scsi/iscsi_if.h
+(struct iscsi_uevent: type, iferror, transport_handle, then the request's union)."""
 import os, socket, struct, sys
 
 NETLINK_ISCSI = 8

@@ -352,6 +352,7 @@ iscsi_objects() {
 # line per request; non-zero if one was refused or anything is left.
 destroy_iscsi_objects() {
   local objs=("$@") o rc=0 s c h pn th out
+  local -A tr=()
   [ $# -gt 0 ] || mapfile -t objs < <(iscsi_objects)
   local nl="python3 $ISER_TOP/tests/vm/iscsi_nl.py"
   # _nl_transport SESSION: its transport's netlink handle.
@@ -371,6 +372,7 @@ destroy_iscsi_objects() {
     [[ $o == */iscsi_session/* ]] && [ -e "$o" ] || continue
     s=${o##*/}
     th=$(_nl_transport "$s" 2>&1) || { echo "$th"; rc=1; continue; }
+    tr[$s]=$th
     for c in /sys/class/iscsi_connection/connection"${s#session}":*; do
       [ -e "$c" ] && _nl_request "${c##*/}" stop_conn "$th" "${s#session}" "${c##*:}" 1
     done
@@ -380,10 +382,9 @@ destroy_iscsi_objects() {
     # Endpoints are iSER's here (iscsi_tcp has none).
     _nl_request "${o##*/}" ep_disconnect "$(cat /sys/class/iscsi_transport/iser/handle)" "$(cat "$o/handle")"
   done
-  for o in "${objs[@]}"; do
-    [[ $o == */iscsi_session/* ]] && [ -e "$o" ] || continue
-    s=${o##*/}
-    th=$(_nl_transport "$s" 2>&1) || { echo "$th"; rc=1; continue; }
+  for s in "${!tr[@]}"; do
+    [ -e "/sys/class/iscsi_session/$s" ] || continue
+    th=${tr[$s]}
     for c in /sys/class/iscsi_connection/connection"${s#session}":*; do
       [ -e "$c" ] && _nl_request "${c##*/}" destroy_conn "$th" "${s#session}" "${c##*:}"
     done

@@ -18,7 +18,6 @@
 here=$(cd "$(dirname "$0")" && pwd)
 filter=${1:-.}
 shard=${2:-0/1}
-# ISER_HARNESS_TESTS=1 (make check-harness): harness.list's tests too, first.
 lists=("$here/tests.list")
 [ -z "${ISER_HARNESS_TESTS:-}" ] || lists=("$here/harness.list" "${lists[@]}")
 cat "${lists[@]}" | grep -Ev '^[[:space:]]*(#|$)' | awk -v f="$filter" '$1 ~ f' \

@@ -113,9 +113,8 @@ cleanup() {
   # destroyed over netlink, so that they cannot pin ib_iser or keep reconnecting to a portal
   # the teardown removes and fail every later test of this VM; this test still fails.
   orphans() { have '/sys/class/iscsi_session/*' || have '/sys/class/iscsi_endpoint/*'; }
-  if orphans; then
-    for n in $(seq 30); do orphans && sleep 0.1; done
-  fi
+  # (given up to 3 s first: a logout's teardown may still be ending)
+  for n in $(seq 30); do orphans || break; sleep 0.1; done
   if orphans; then
     echo "left after logout and iscsid's exit, destroyed over netlink: $(iscsi_objects | sed 's,.*/,,' | tr '\n' ' ')"
     destroy_iscsi_objects 2>&1 | sed 's/^/  /'
