@@ -15,6 +15,8 @@
 #   make bench-scaling  4k random reads through 1, 2, 4 sessions under dm-multipath, ours vs
 #                   the C driver, and nvme-rdma with 1, 2, 4 I/O queues (BENCH_SCALING=1 adds
 #                   these rows to make bench)
+#   make bench-scaling-pair  the scaling rows of ours and the C driver paired: two VMs at
+#                   once, configuration by configuration, swapped halfway
 #   make clippy     the module built under clippy (warnings are errors)
 #   make fuzz       libFuzzer on the rust/proto parsers, FUZZ_SECONDS (30) per target;
 #                   the long run is make fuzz FUZZ_SECONDS=600
@@ -34,7 +36,7 @@ SHELL := /bin/bash
 RUSTFMT ?= rustfmt
 RUST_SRCS = $(shell find rust tests/host/src tests/fuzz/src tests/fuzz/fuzz_targets tests/icount/src -name '*.rs' ! -name '*generated*')
 
-.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long check-harness demo bench bench-pair bench-scaling bench-insns clean \
+.PHONY: all modules deps kernel clippy rust-analyzer fmt fmt-check host-test fuzz check check-long check-harness demo bench bench-pair bench-scaling bench-scaling-pair bench-insns clean \
 	install uninstall dkms-install dkms-uninstall
 
 all: modules
@@ -95,6 +97,11 @@ bench-pair: deps
 # Scaling over sessions and I/O queues alone (scripts/bench.sh, BENCH_SCALING).
 bench-scaling: deps
 	@BENCH_SCALING=only scripts/bench.sh
+
+# The scaling rows of ours and the C driver, paired (scripts/bench.sh, BENCH_PAIR and
+# BENCH_SCALING).
+bench-scaling-pair: deps
+	@BENCH_PAIR=1 BENCH_SCALING=only BENCH_CONTENDERS="rs c" scripts/bench.sh
 
 # Our module's instructions per I/O against the C driver's, counted exactly (a QEMU plugin,
 # tests/icount; scripts/bench-insns.sh).

@@ -273,7 +273,48 @@ def scaling_table(data):
             out.append("| %s | %d | %s | %g | %d | %.0f | %.1f | %s | %s | %s |"
                        % (NAMES.get(impl, impl), n, "-" if sel == "none" else sel, hwq, runs,
                           iops, cpu, x1, r_iops, r_cpu))
+        out += scaling_paired(data, job)
     return out
+
+
+def scaling_paired(data, job):
+    """Ours against the C driver per round at each session count and selector: the median of
+    the per-round ratios, its ~95% confidence interval and the rounds ours won (as the main
+    table's paired columns). In pair mode the two runs of a round ran at the same time in two
+    VMs; otherwise minutes apart in one."""
+    runs = {}
+    for key, r in data.get("scaling", {}).items():
+        impl, n, sel, j, rnd = key.split("|")
+        if j == job and impl in ("rs", "c") and not r.get("errors"):
+            runs.setdefault((int(n), sel), {}).setdefault(rnd, {})[impl] = r
+    rows = []
+    for (n, sel) in sorted(runs, key=lambda k: (k[0], SELECTORS.index(k[1])
+                                                 if k[1] in SELECTORS else len(SELECTORS))):
+        both = [v for v in runs[(n, sel)].values() if "rs" in v and "c" in v]
+        iops = sorted(v["rs"]["iops"] / v["c"]["iops"] for v in both
+                      if v["rs"]["iops"] and v["c"]["iops"])
+        cpu = sorted(v["c"]["cpu_us_per_io"] / v["rs"]["cpu_us_per_io"] for v in both
+                     if v["rs"]["cpu_us_per_io"] and v["c"]["cpu_us_per_io"])
+        if not iops:
+            continue
+        cells = []
+        for v in (iops, cpu):
+            if not v:
+                cells += ["-", "-", "-"]
+                continue
+            lo, hi = median_ci(v)
+            cells += ["%.2f" % statistics.median(v), "-" if lo is None else "%.2f-%.2f" % (lo, hi),
+                      "%d/%d" % (sum(1 for x in v if x > 1.0), len(v))]
+        rows.append("| %d | %s | " % (n, sel) + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    how = ("two VMs at once, swapped after half the rounds" if data.get("pair")
+           else "one after the other in the same round")
+    return ["", "Paired, ours against the C driver (%s): per round ours/C IOPS and C/ours CPU "
+            "per I/O (>1: ours is better); median, ~95%% confidence interval ('-' below 6 "
+            "rounds), rounds ours won." % how, "",
+            "| sessions | selector | ours/C IOPS paired | 95% CI | rounds won | "
+            "C/ours CPU paired | 95% CI | rounds won |", "|" + "---|" * 8] + rows
 
 
 def scaling_svg(data, path):

@@ -18,7 +18,9 @@
 # ratio compares two runs that shared the same seconds of the host, so host noise cancels
 # instead of being averaged. Each VM has the usual guest (BENCH_CPUS vCPUs on one TCG thread);
 # the absolute figures are lower than in the single-VM bench (the host is fully loaded), the
-# ratios are the point. No tcp/nvme/raw limit in this mode.
+# ratios are the point. No tcp/nvme/raw limit in this mode. With BENCH_SCALING (=only: the
+# scaling rows alone) the scaling rows of ours and the C driver run paired the same way,
+# configuration by configuration, and the report adds their paired ratios.
 #
 # BENCH_SCALING=1 (make bench-scaling: =only, without the contenders above): scaling rows as
 # well (tests/vm/bench_scaling.sh): 4k random reads through 1, 2 and 4 iSER sessions under one
@@ -27,7 +29,7 @@
 # BENCH_SCALING_SESSIONS ("1 2 4"), BENCH_SCALING_SELECTORS ("round-robin service-time"),
 # BENCH_SCALING_IMPLS ("rs c nvme"), BENCH_SCALING_JOBS ("rand4k_qd32_j1 rand4k_qd32_j2");
 # BENCH_SCALING_PATHS=iface: the sessions over one RDMA device and portal (default rxe: one
-# soft-RoCE device and portal group per session). Not in pair or profile mode.
+# soft-RoCE device and portal group per session). Not in profile mode; paired with BENCH_PAIR.
 #
 # BENCH_ICOUNT=N: the guest runs on an instruction clock (scripts/vm-run VM_ICOUNT): CPU-bound
 # figures count guest instructions, not host seconds (Documentation/testing.rst).
@@ -55,16 +57,34 @@ if [ -n "${BENCH_KO_B:-}" ]; then
   env_vars="$env_vars ISER_KO_B=$res/ib_iser-b.ko"
 fi
 [ -n "${BENCH_CONTENDERS:-}" ] && env_vars="$env_vars BENCH_CONTENDERS=${BENCH_CONTENDERS// /,}"
+# scaling_limit IMPLS: the seconds the scaling rows of IMPLS add to a guest's time limit.
+# Per round: for each iSER initiator and session count ~40 s to log in and out, for each
+# selector ~40 s for udevd, multipathd and the map, then the jobs (a few seconds each beyond
+# runtime + ramp); for nvme-rdma ~20 s per queue count. 50% headroom, 120 s for the paths.
+scaling_limit() {
+  local sc_impls=" ${1//,/ } " sc_i=0 sc_nv=0 c sc_n sc_l sc_job
+  words() { local v=${1//,/ }; set -- $v; echo $#; }
+  for c in rs c; do [[ $sc_impls == *" $c "* ]] && sc_i=$((sc_i + 1)); done
+  [[ $sc_impls == *" nvme "* ]] && sc_nv=1
+  sc_n=$(words "${BENCH_SCALING_SESSIONS:-1 2 4}")
+  sc_l=$(words "${BENCH_SCALING_SELECTORS:-round-robin service-time}")
+  sc_job=$(( $(words "${BENCH_SCALING_JOBS:-rand4k_qd32_j1 rand4k_qd32_j2}") * ((${BENCH_RUNTIME:-8} + ${BENCH_RAMP:-2}) * slow + 5) ))
+  echo $(( 120 + ${BENCH_REPS:-3} * sc_n * (sc_i * (40 + sc_l * (40 + sc_job)) + sc_nv * (20 + sc_job)) * 3 / 2 ))
+}
 if [ "${BENCH_PAIR:-0}" = 1 ]; then
   read -ra cs <<<"${BENCH_CONTENDERS:-rs c}"
   [ ${#cs[@]} = 2 ] || { echo "bench: BENCH_PAIR needs two contenders, not '${cs[*]}'" >&2; exit 2; }
   [ -z "${BENCH_PROFILE:-}" ] || { echo "bench: BENCH_PAIR and BENCH_PROFILE exclude each other" >&2; exit 2; }
-  [ "${BENCH_SCALING:-0}" = 0 ] || { echo "bench: BENCH_PAIR and BENCH_SCALING exclude each other" >&2; exit 2; }
+  # Paired scaling rows: each VM runs its contender's sessions (tests/vm/bench_scaling.sh).
+  if [ "${BENCH_SCALING:-0}" != 0 ] && [[ " ${cs[*]} " != *" rs "* || " ${cs[*]} " != *" c "* ]]; then
+    echo "bench: BENCH_PAIR with BENCH_SCALING pairs ours with the C driver (BENCH_CONTENDERS=\"rs c\"), not '${cs[*]}'" >&2; exit 2
+  fi
   # Build once here: the two VMs start with --no-build and each copies the module.
   "$top/scripts/deps.sh" >&2
   kdir=$("$top/scripts/kernel.sh" build perf | tail -n1)
   KDIR=$kdir/linux "$top/scripts/kbuild.sh" modules >&2
   limit=$(( 900 + ${BENCH_REPS:-3} * (6 * (${BENCH_RUNTIME:-8} + ${BENCH_RAMP:-2}) * slow + 60) * 3 / 2 ))
+  [ "${BENCH_SCALING:-0}" = 0 ] || limit=$(( limit + $(scaling_limit rs) ))
   for phase in 1 2; do
     pids=()
     for side in a b; do
@@ -73,7 +93,7 @@ if [ "${BENCH_PAIR:-0}" = 1 ]; then
       d=$res/p$phase-$side sync=$res/sync$phase
       mkdir -p "$d" "$sync"
       echo "bench: phase $phase: VM $side runs ${cs[k]} (log: $d.log)"
-      VM_ENV="$env_vars ISER_RESULTS=$d BENCH_CONTENDERS=${cs[k]} BENCH_SYNC=$sync BENCH_SIDE=$side" \
+      VM_ENV="$env_vars ISER_RESULTS=$d BENCH_CONTENDERS=${cs[k]} BENCH_SCALING_IMPLS=${cs[k]} BENCH_SYNC=$sync BENCH_SIDE=$side" \
         "$top/scripts/vm-run" --no-build --kernel perf --cpus "${BENCH_CPUS:-2}" --timeout "$limit" \
         -- "$top/tests/vm/bench.sh" >"$d.log" 2>&1 &
       pids+=($!)
@@ -95,6 +115,11 @@ for phase in (1, 2):
         for k, v in j["results"].items():
             c, job, r = k.split("|")
             out["results"]["%s|%s|%d" % (c, job, int(r) + (phase - 1) * reps)] = v
+        # Scaling rows (BENCH_SCALING): "IMPL|N|SELECTOR|JOB|ROUND", numbered the same way.
+        for k, v in j.get("scaling", {}).items():
+            f = k.split("|")
+            f[4] = str(int(f[4]) + (phase - 1) * reps)
+            out.setdefault("scaling", {})["|".join(f)] = v
         out.update(kernel=j["kernel"], runtime=j["runtime"], ramp=j["ramp"])
 out["reps"] = 2 * reps
 out["pair"] = True
@@ -110,19 +135,7 @@ fi
 read -ra cs <<<"${BENCH_CONTENDERS:-rs c tcp nvme}"
 [ "${BENCH_SCALING:-0}" = only ] && cs=()
 limit=$(( 900 + ${BENCH_REPS:-3} * ${#cs[@]} * (6 * (${BENCH_RUNTIME:-8} + ${BENCH_RAMP:-2}) * slow + 40) * 3 / 2 ))
-if [ "${BENCH_SCALING:-0}" != 0 ]; then
-  # Per round: for each iSER initiator and session count ~40 s to log in and out, for each
-  # selector ~40 s for udevd, multipathd and the map, then the jobs (a few seconds each beyond
-  # runtime + ramp); for nvme-rdma ~20 s per queue count. 50% headroom, 120 s for the paths.
-  words() { local v=${1//,/ }; set -- $v; echo $#; }
-  sc_impls=" ${BENCH_SCALING_IMPLS:-rs c nvme} "; sc_impls=${sc_impls//,/ }
-  sc_i=0; for c in rs c; do [[ $sc_impls == *" $c "* ]] && sc_i=$((sc_i + 1)); done
-  sc_nv=0; [[ $sc_impls == *" nvme "* ]] && sc_nv=1
-  sc_n=$(words "${BENCH_SCALING_SESSIONS:-1 2 4}")
-  sc_l=$(words "${BENCH_SCALING_SELECTORS:-round-robin service-time}")
-  sc_job=$(( $(words "${BENCH_SCALING_JOBS:-rand4k_qd32_j1 rand4k_qd32_j2}") * ((${BENCH_RUNTIME:-8} + ${BENCH_RAMP:-2}) * slow + 5) ))
-  limit=$(( limit + 120 + ${BENCH_REPS:-3} * sc_n * (sc_i * (40 + sc_l * (40 + sc_job)) + sc_nv * (20 + sc_job)) * 3 / 2 ))
-fi
+[ "${BENCH_SCALING:-0}" = 0 ] || limit=$(( limit + $(scaling_limit "${BENCH_SCALING_IMPLS:-rs c nvme}") ))
 VM_ENV="$env_vars" "$top/scripts/vm-run" --kernel perf --cpus "${BENCH_CPUS:-2}" --timeout "$limit" \
   -- "$top/tests/vm/bench.sh" | tee "$res/bench.log"
 if [ -n "${BENCH_PROFILE:-}" ]; then

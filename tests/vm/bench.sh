@@ -27,7 +27,8 @@ NQN=nqn.2026-11.org.iser-rs:bench
 # Pair mode (scripts/bench.sh with BENCH_PAIR=1): this VM runs one contender while a second VM
 # runs another at the same time, so that the host's noise hits both at once. BENCH_SYNC is a
 # folder both VMs see (under the work tree: 9p without caching), BENCH_SIDE this VM's name (a
-# or b). Each job starts when both VMs have reached it; no raw limit in this mode.
+# or b). Each job starts when both VMs have reached it; no raw limit in this mode. With
+# BENCH_SCALING the scaling rows run paired the same way (tests/vm/bench_scaling.sh).
 die() {
   echo "bench: $*" >&2
   [ -z "${BENCH_SYNC:-}" ] || : >"$BENCH_SYNC/$BENCH_SIDE.abort"
@@ -271,10 +272,12 @@ for r in $(seq "$REPS"); do
 done
 echo "}," >>"$OUT"
 if [ "${BENCH_SCALING:-0}" != 0 ]; then
-  if [ -n "${BENCH_PROFILE:-}" ] || [ -n "${BENCH_SYNC:-}" ]; then
-    echo "bench: BENCH_SCALING: not with BENCH_PROFILE or in pair mode; no scaling rows" >&2
-  else
-    scaling_run || echo "bench: scaling rows not run (see above)" >&2
+  if [ -n "${BENCH_PROFILE:-}" ]; then
+    echo "bench: BENCH_SCALING: not with BENCH_PROFILE; no scaling rows" >&2
+  elif ! scaling_run; then
+    # In pair mode the other VM waits for these rows: it is told.
+    [ -z "${BENCH_SYNC:-}" ] || die "scaling rows not run (see above)"
+    echo "bench: scaling rows not run (see above)" >&2
   fi
 fi
 if [ -n "${BENCH_PROFILE:-}" ] || [ -n "${BENCH_SYNC:-}" ]; then

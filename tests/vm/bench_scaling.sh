@@ -23,6 +23,11 @@
 # options, BENCH_REPS repetitions with the implementations rotated each round.
 # Results: "scaling": {"IMPL|N|SELECTOR|JOB|ROUND": run_job's object + paths, hw_queues}.
 # A configuration that fails to come up is reported on stderr and skipped, not fatal.
+# Pair mode (scripts/bench.sh with BENCH_PAIR=1 and BENCH_SCALING): this VM runs one iSER
+# initiator (BENCH_SCALING_IMPLS is this side's contender, rs or c) while the other VM runs the
+# other; each job starts when both VMs reached it (bench.sh's barrier, tagged by round, session
+# count, selector and job), and a configuration that fails to come up ends the run (the other
+# VM would wait for it in vain).
 
 SC_SESSIONS=${BENCH_SCALING_SESSIONS:-1,2,4}
 SC_SELECTORS=${BENCH_SCALING_SELECTORS:-round-robin,service-time}
@@ -32,6 +37,12 @@ SC_PATHS=${BENCH_SCALING_PATHS:-rxe}
 SC_MAX=4   # paths the rig builds (rxe0..rxe3)
 
 sc_log() { echo "bench: scaling: $*" >&2; }
+# sc_fail MSG: a configuration or job that did not run: skipped, or in pair mode the end of
+# the run (bench.sh's die tells the other VM).
+sc_fail() {
+  [ -z "${BENCH_SYNC:-}" ] || die "scaling: $*"
+  sc_log "$*"
+}
 
 # sc_ip K: the target portal address of path K (rxe topology).
 sc_ip() {
@@ -206,8 +217,10 @@ sc_jobs() {
   for spec in "${JOBS[@]}"; do
     read -r job args <<<"$spec"
     [[ ",$SC_JOBS," == *",$job,"* ]] || continue
+    # Pair mode: the tag leaves the implementation out (each VM runs its own).
+    barrier "s$r.${prefix#*|}.$job"
     # shellcheck disable=SC2086
-    res=$(run_job "$job" "$dev" $args) || { sc_log "$prefix $job failed"; continue; }
+    res=$(run_job "$job" "$dev" $args) || { sc_fail "$prefix $job failed"; continue; }
     res=$(jq -c --argjson p "$paths" --argjson q "$hwq" '. + {paths: $p, hw_queues: $q}' <<<"$res") \
       || { sc_log "$prefix $job: no JSON"; continue; }
     echo "scaling $prefix $job #$r $res"
@@ -219,7 +232,7 @@ sc_jobs() {
 # sc_iscsi IMPL N ROUND: the rows of an iSER initiator with N sessions, every selector.
 sc_iscsi() {
   local impl=$1 n=$2 r=$3 sel dm hwq d
-  if ! sc_login "$n"; then sc_logout; return 1; fi
+  if ! sc_login "$n"; then sc_logout; [ -z "${BENCH_SYNC:-}" ] || die "scaling: $impl, $n sessions: login"; return 1; fi
   # Hardware queues: the sum over the N disks (one per session for both drivers).
   hwq=0
   for d in $(sc_disks); do
@@ -227,8 +240,8 @@ sc_iscsi() {
   done
   for sel in ${SC_SELECTORS//,/ }; do
     if ! dm=$(sc_map "$n" "$sel"); then
-      sc_log "$impl, $n sessions: no $sel map; skipped"
-      mp_stop >&2; continue
+      mp_stop >&2
+      sc_fail "$impl, $n sessions: no $sel map; skipped"; continue
     fi
     echo "== scaling round $r: $impl, $n sessions, $sel, /dev/$dm ($(mp_paths | awk '{ print $1 }' | tr '\n' ' '))"
     sc_jobs "$impl|$n|$sel" "$dm" "$n" "$hwq" "$r"
@@ -239,7 +252,12 @@ sc_iscsi() {
 
 scaling_run() {
   local r k impl n order dev hwq
-  [ -n "${BENCH_SYNC:-}" ] && { sc_log "not in pair mode"; return 0; }
+  if [ -n "${BENCH_SYNC:-}" ]; then
+    case ${SC_IMPLS//,/ } in
+      rs|c) ;;
+      *) sc_log "pair mode: one iSER initiator per VM (rs or c), not '$SC_IMPLS'"; return 1 ;;
+    esac
+  fi
   case $SC_PATHS in rxe|iface) ;; *) sc_log "BENCH_SCALING_PATHS is rxe or iface, not '$SC_PATHS'"; return 1 ;; esac
   for n in ${SC_SESSIONS//,/ }; do
     [[ $n =~ ^[1-9][0-9]*$ ]] && { [ "$SC_PATHS" = iface ] || [ "$n" -le "$SC_MAX" ]; } \
@@ -265,7 +283,7 @@ scaling_run() {
       impl=${order[$(( (k + r - 1) % ${#order[@]} ))]}
       case $impl in
         rs|c)
-          load_initiator "$impl" >&2 || { sc_log "load $impl"; continue; }
+          load_initiator "$impl" >&2 || { sc_fail "load $impl"; continue; }
           for n in ${SC_SESSIONS//,/ }; do
             sc_iscsi "$impl" "$n" "$r" || sc_log "$impl, $n sessions: skipped"
           done
