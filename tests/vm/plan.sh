@@ -7,7 +7,8 @@
 # VM that dies early still has its unrun tests counted as failed). K/N: shard K (0-based) of
 # N. The shards are balanced by the time each test took in make check's debug VM
 # (tests/vm/durations: test, cleanup and kmemleak scan, seconds; 120 for a test not listed
-# there): longest first, each to the shard with the least so far. A known failure (XFAIL)
+# there; with ISER_LONG, tests/vm/durations.long's figure where it has one: the long loops
+# take many times longer): longest first, each to the shard with the least so far. A known failure (XFAIL)
 # or a long-only test (LONG=1) weighs nothing unless ISER_LONG is set, since make check
 # skips it. ISER_PLAN_SLACK=S (seconds, make check: the DKMS test and the 7.3 build checks,
 # which run on the core of the first shard to finish) starts the last shard's load at S, so
@@ -21,8 +22,9 @@ shard=${2:-0/1}
 lists=("$here/tests.list")
 [ -z "${ISER_HARNESS_TESTS:-}" ] || lists=("$here/harness.list" "${lists[@]}")
 cat "${lists[@]}" | grep -Ev '^[[:space:]]*(#|$)' | awk -v f="$filter" '$1 ~ f' \
-  | awk -v k="${shard%/*}" -v n="${shard#*/}" -v long="${ISER_LONG:-}" -v dur="$here/durations" -v slack="${ISER_PLAN_SLACK:-0}" '
-    BEGIN { while ((getline l < dur) > 0) { split(l, a, " "); if (a[1] !~ /^#/ && a[2] != "") w[a[1]] = a[2] } }
+  | awk -v k="${shard%/*}" -v n="${shard#*/}" -v long="${ISER_LONG:-}" -v dur="$here/durations" -v durlong="$here/durations.long" -v slack="${ISER_PLAN_SLACK:-0}" '
+    BEGIN { while ((getline l < dur) > 0) { split(l, a, " "); if (a[1] !~ /^#/ && a[2] != "") w[a[1]] = a[2] }
+            if (long != "") while ((getline l < durlong) > 0) { split(l, a, " "); if (a[1] !~ /^#/ && a[2] != "") w[a[1]] = a[2] } }
     { line[NR] = $0; name[NR] = $1; t = ($1 in w) ? w[$1] : 120
       if ($0 ~ /(^|[ \t])(XFAIL|LONG)=1([ \t]|$)/ && long == "") t = 0
       wt[NR] = t; m = NR }
