@@ -29,9 +29,10 @@
 #
 # scripts/kernel-patches/*.patch are applied to the source, in order, before configuring:
 # fixes for upstream bugs on the *target* side of the one-VM rig (LIO's ib_isert and
-# iscsi_target_mod), which the suite's checks (KASAN, kmemleak) would otherwise charge to the
-# test that happened to trigger them. Each patch says what it fixes and how it was seen; none
-# touches the initiator side (libiscsi, scsi_transport_iscsi, ib_core, rdma_cm).
+# iscsi_target_mod) and in the soft-RDMA device both sides share (rdma_rxe, where a real HCA
+# behaves otherwise), which the suite's checks (KASAN, kmemleak, recovery) would otherwise
+# charge to the test that happened to trigger them. Each patch says what it fixes and how it
+# was seen; none touches the initiator side (libiscsi, scsi_transport_iscsi, ib_core, rdma_cm).
 set -euo pipefail
 RECIPE=1                       # bump when the build steps below change in a way that matters
 HERE=$(cd "$(dirname "$0")" && pwd)
