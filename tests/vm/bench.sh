@@ -146,9 +146,12 @@ cpu_ticks() { awk '/^cpu /{print $4 + $8}' /proc/stat; }
 # errors, retries; both ends of the loopback count) as "name value" lines, one per device and
 # counter (the JSON sums them: the scaling rows use up to four devices, one per path).
 rxe_counters() {
-  local f
+  local f d
   for f in /sys/class/infiniband/*/ports/1/hw_counters/*; do
-    [ -r "$f" ] && echo "$(basename "$f") $(cat "$f")"
+    [ -r "$f" ] || continue
+    echo "$(basename "$f") $(cat "$f")"
+    # Per device too for the packets sent: how a multipath selector spread the I/O.
+    case $f in */sent_pkts) d=${f#/sys/class/infiniband/}; echo "sent_pkts_${d%%/*} $(cat "$f")" ;; esac
   done >"$1"
   # Completion-queue polls (IB_POLL_SOFTIRQ CQs run in the IRQ_POLL softirq), all CPUs.
   awk '$1 == "IRQ_POLL:" { s = 0; for (i = 2; i <= NF; i++) s += $i; print "softirq_irq_poll", s }' \
