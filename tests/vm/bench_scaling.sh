@@ -232,7 +232,7 @@ sc_jobs() {
 # sc_iscsi IMPL N ROUND: the rows of an iSER initiator with N sessions, every selector.
 sc_iscsi() {
   local impl=$1 n=$2 r=$3 sel dm hwq d
-  if ! sc_login "$n"; then sc_logout; [ -z "${BENCH_SYNC:-}" ] || die "scaling: $impl, $n sessions: login"; return 1; fi
+  if ! sc_login "$n"; then sc_logout; sc_fail "$impl, $n sessions: login"; return 1; fi
   # Hardware queues: the sum over the N disks (one per session for both drivers).
   hwq=0
   for d in $(sc_disks); do
