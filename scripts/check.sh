@@ -5,7 +5,8 @@
 # Environment: ISER_VM_TESTS=<regex> runs a subset of the VM suite (the others are counted
 # as skipped); ISER_SKIP_VM=1 skips it;
 # ISER_LOGIN_CYCLES (default 10; `make check-long` uses 200) sets the login/logout loop;
-# TEST_TIMEOUT (s, default 900) limits each VM test (`make check-long`: 3600);
+# TEST_TIMEOUT (s, default 900) limits each VM test (`make check-long`: 3600; never below twice
+# the test's tests/vm/durations weight at its VM's pace, tests/vm/suite.sh);
 # ISER_FUZZ_SECONDS (default 20, 0 skips) is the libFuzzer run per target (scripts/fuzz.sh).
 # ISER_CI_DEADLINE=T (epoch seconds; .ci/run sets it from CI's 90-minute limit): the VM
 # shards start no test that would not end by then on this machine (tests/vm/suite.sh), the

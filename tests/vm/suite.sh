@@ -56,6 +56,8 @@ lockdep_off=
 budgetn=0 w_run=0 t_run=0
 declare -A weight=()
 while read -r a b; do [[ $a == \#* || -z $b ]] || weight[$a]=$b; done <"$here/durations"
+# The long loops' own figures (as tests/vm/plan.sh takes them).
+[ -z "${ISER_LONG:-}" ] || while read -r a b; do [[ $a == \#* || -z $b ]] || weight[$a]=$b; done <"$here/durations.long"
 if [ -n "${ISER_DEADLINE:-}" ]; then
   echo "# CI's deadline: $(( ISER_DEADLINE - $(date +%s) )) s from now (guest clock); tests that would not end by then are not started"
 fi
@@ -238,10 +240,15 @@ for line in "${lines[@]}"; do
     case $e in TIMEOUT=*) [ "${e#TIMEOUT=}" -gt "$tmo" ] && tmo=${e#TIMEOUT=} ;; esac
   done
   w=${weight[$name]:-120} cut=0
+  # pace in hundredths: seconds taken per second of weight so far (1 before the first
+  # test; at least 0.5: a fast machine's pace after a few short tests is no promise)
+  pace=100; [ "$w_run" -gt 0 ] && pace=$(( t_run * 100 / w_run )); [ "$pace" -ge 50 ] || pace=50
+  # The limit is for a hung test, never for a slow machine: at least twice the test's weight
+  # at this VM's pace (not less than its weight: a pace measured on short tests may be low).
+  # A test that needs 590 s here took 903 s on a CI machine running at 1.6 times the pace.
+  pw=$pace; [ "$pw" -ge 100 ] || pw=100
+  [ $(( w * pw * 2 / 100 )) -gt "$tmo" ] && tmo=$(( w * pw * 2 / 100 ))
   if [ -n "${ISER_DEADLINE:-}" ]; then
-    # pace in hundredths: seconds taken per second of weight so far (1 before the first
-    # test; at least 0.5: a fast machine's pace after a few short tests is no promise)
-    pace=100; [ "$w_run" -gt 0 ] && pace=$(( t_run * 100 / w_run )); [ "$pace" -ge 50 ] || pace=50
     need=$(( w * pace * 150 / 10000 )) left=$(( ISER_DEADLINE - $(date +%s) ))
     if [ "$need" -gt "$left" ]; then
       p_after+=("ok $n $name # SKIP not run: CI's time budget (${left} s left, about ${need} s needed at this VM's pace, $((pace / 100)).$(printf %02d $((pace % 100))) x tests/vm/durations)")
