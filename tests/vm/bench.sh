@@ -156,6 +156,15 @@ rxe_counters() {
   # Completion-queue polls (IB_POLL_SOFTIRQ CQs run in the IRQ_POLL softirq), all CPUs.
   awk '$1 == "IRQ_POLL:" { s = 0; for (i = 2; i <= NF; i++) s += $i; print "softirq_irq_poll", s }' \
     /proc/softirqs >>"$1"
+  # Per disk (each path's sd and the dm map): reads completed and the milliseconds they took
+  # (/proc/diskstats fields 4 and 7): how a selector spread the I/O and each path's latency.
+  awk '$3 ~ /^(sd[a-z]+|dm-[0-9]+)$/ { print "disk_reads_" $3, $4; print "disk_read_ms_" $3, $7 }' \
+    /proc/diskstats >>"$1"
+  # Context switches, and the IPIs that run work on another CPU (function calls, reschedules):
+  # a completion finished away from the CPU that submitted the I/O shows here.
+  awk '$1 == "ctxt" { print "ctxt", $2 }' /proc/stat >>"$1"
+  awk '$1 == "CAL:" || $1 == "RES:" { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i
+    print "ipi_" tolower(substr($1, 1, 3)), s }' /proc/interrupts >>"$1"
 }
 # stats_snapshot FILE: our debugfs statistics of every connection (when our module is
 # loaded), else nothing; the JSON sums the connections.
