@@ -202,7 +202,7 @@ def per_io_table(res, contenders):
     return out
 
 
-SELECTORS = ["round-robin", "service-time", "none"]
+SELECTORS = ["round-robin", "service-time", "queue-length", "none"]
 
 
 def scaling_medians(data):
@@ -274,6 +274,63 @@ def scaling_table(data):
                        % (NAMES.get(impl, impl), n, "-" if sel == "none" else sel, hwq, runs,
                           iops, cpu, x1, r_iops, r_cpu))
         out += scaling_paired(data, job)
+        out += scaling_paths(data, job)
+    return out
+
+
+def scaling_paths(data, job):
+    """How each multipath row spread its reads and what they cost, from the per-job counters
+    (whole job, ramp included): per path (its SCSI disks in name order, which is login
+    order) the share of the reads and their mean time, the mean time of a read on the map,
+    and per read the context switches, the IPIs (function calls and reschedules) and the
+    completion-queue polls. Medians over the rounds."""
+    groups = {}
+    for key, r in data.get("scaling", {}).items():
+        impl, n, sel, j, _ = key.split("|")
+        x = r.get("rxe", {})
+        if j != job or r.get("errors") or impl not in ("rs", "c"):
+            continue
+        sds = sorted((k[len("disk_reads_"):] for k in x
+                      if k.startswith("disk_reads_sd")), key=lambda d: (len(d), d))
+        reads = [x.get("disk_reads_" + d, 0) for d in sds]
+        total = sum(reads)
+        if not total:
+            continue
+        dms = [k[len("disk_reads_"):] for k in x if k.startswith("disk_reads_dm-")]
+        dm_reads = sum(x.get("disk_reads_" + d, 0) for d in dms)
+        dm_ms = sum(x.get("disk_read_ms_" + d, 0) for d in dms)
+        groups.setdefault((impl, int(n), sel), []).append({
+            "share": [v / total for v in reads],
+            "ms": [x.get("disk_read_ms_" + d, 0) / v if v else 0 for d, v in zip(sds, reads)],
+            "dm_ms": dm_ms / dm_reads if dm_reads else None,
+            "ctxt": x.get("ctxt", 0) / total,
+            "ipi": (x.get("ipi_cal", 0) + x.get("ipi_res", 0)) / total,
+            "poll": x.get("softirq_irq_poll", 0) / total})
+    if not groups:
+        return []
+    def med(v):
+        v = [a for a in v if a is not None]
+        return statistics.median(v) if v else None
+    def fmt(v, f):
+        return "-" if v is None else f % v
+    out = ["", "Per path, %s (iSER rows; medians over the rounds): each path's share of the reads "
+           "and its mean read time, the mean read time on the dm-multipath map, and per read the "
+           "context switches, IPIs (function calls + reschedules) and completion-queue polls "
+           "(counters over the whole job, ramp included)." % job, "",
+           "| implementation | sessions | selector | runs | read share per path | ms per read "
+           "per path | ms per read (map) | context switches | IPIs | CQ polls |", "|" + "---|" * 10]
+    for key in sorted(groups, key=scaling_order):
+        impl, n, sel = key
+        v = groups[key]
+        npath = min(len(g["share"]) for g in v)
+        share = " / ".join("%.0f%%" % (100 * med([g["share"][i] for g in v])) for i in range(npath))
+        ms = " / ".join("%.1f" % med([g["ms"][i] for g in v]) for i in range(npath))
+        out.append("| %s | %d | %s | %d | %s | %s | %s | %s | %s | %s |"
+                   % (NAMES.get(impl, impl), n, sel, len(v), share, ms,
+                      fmt(med([g["dm_ms"] for g in v]), "%.1f"),
+                      fmt(med([g["ctxt"] for g in v]), "%.2f"),
+                      fmt(med([g["ipi"] for g in v]), "%.2f"),
+                      fmt(med([g["poll"] for g in v]), "%.2f")))
     return out
 
 
