@@ -55,9 +55,10 @@ lockdep_off=
 # The deadline's bookkeeping: each test's weight, and the weight and seconds of those run.
 budgetn=0 w_run=0 t_run=0
 declare -A weight=()
-while read -r a b; do [[ $a == \#* || -z $b ]] || weight[$a]=$b; done <"$here/durations"
-# The long loops' own figures (as tests/vm/plan.sh takes them).
-[ -z "${ISER_LONG:-}" ] || while read -r a b; do [[ $a == \#* || -z $b ]] || weight[$a]=$b; done <"$here/durations.long"
+# (with ISER_LONG, the long loops' own figures over them, as tests/vm/plan.sh takes them)
+for f in durations ${ISER_LONG:+durations.long}; do
+  while read -r a b; do [[ $a == \#* || -z $b ]] || weight[$a]=$b; done <"$here/$f"
+done
 if [ -n "${ISER_DEADLINE:-}" ]; then
   echo "# CI's deadline: $(( ISER_DEADLINE - $(date +%s) )) s from now (guest clock); tests that would not end by then are not started"
 fi
@@ -244,7 +245,7 @@ for line in "${lines[@]}"; do
   # test; at least 0.5: a fast machine's pace after a few short tests is no promise)
   pace=100; [ "$w_run" -gt 0 ] && pace=$(( t_run * 100 / w_run )); [ "$pace" -ge 50 ] || pace=50
   # The limit is for a hung test, never for a slow machine: at least twice the test's weight
-  # at this VM's pace (not less than its weight: a pace measured on short tests may be low).
+  # at this VM's pace, the pace taken as at least 1 (one measured on short tests may be low).
   # A test that needs 590 s here took 903 s on a CI machine running at 1.6 times the pace.
   pw=$pace; [ "$pw" -ge 100 ] || pw=100
   [ $(( w * pw * 2 / 100 )) -gt "$tmo" ] && tmo=$(( w * pw * 2 / 100 ))
