@@ -425,6 +425,15 @@ iser_discover() {
 }
 
 # iser_login: discovery + login over iSER; prints the block device name (sdX).
+# paced SECONDS: a rig timeout (one that waits for the emulated machine, never for the
+# driver's own bound) scaled by the pace the suite measured for this VM (ISER_PACE, in
+# hundredths of tests/vm/durations' time; 100 when run outside the suite), rounded up.
+paced() {
+  local p=${ISER_PACE:-100}
+  [ "$p" -ge 100 ] 2>/dev/null || p=100
+  echo $(( ($1 * p + 99) / 100 ))
+}
+
 iser_login() {
   local portal=${1:-$IP:$PORT} i dev
   if [ "${TARGET:-lio}" = tgt ]; then
@@ -454,9 +463,14 @@ iser_login() {
   # pings of the data tests unanswered behind megabytes of queued writes, and the suite
   # rightly failed the test for the connection failure that followed); a 30 s ping hides
   # nothing a data test checks. Fault tests (FAULTS=1) keep open-iscsi's 5 s: they detect dead links by it.
+  # These rig timeouts are for a machine at tests/vm/durations' pace: the suite passes the
+  # pace its VM has shown (ISER_PACE, hundredths, at least 100) and they grow with it (a CI
+  # machine at 1.44 times the pace, building the second kernel beside the VM, left a 60 s
+  # ping of big_io unanswered, 2026-12-06).
   local noop=${NOOP_TIMEOUT:-}
   [ -n "$noop" ] || [ "${FAULTS:-0}" = 1 ] || noop=30
   [ -n "$noop" ] || [ "${TARGET:-lio}" != tgt ] || noop=30
+  [ -z "$noop" ] || noop=$(paced "$noop")
   if [ -n "$noop" ]; then
     iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
       -n 'node.conn[0].timeo.noop_out_timeout' -v "$noop" >&2 || return 1

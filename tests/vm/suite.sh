@@ -260,7 +260,8 @@ for line in "${lines[@]}"; do
   dmesg -C
   start=$(date +%s)
   # shellcheck disable=SC2086
-  env $envs timeout -k 10 "$tmo" bash "$here/tests/$script" >"$RES/$name.log" 2>&1
+  # ISER_PACE: this VM's pace so far (at least 1), for rig timeouts (lib.sh, paced).
+  env ISER_PACE="$pw" $envs timeout -k 10 "$tmo" bash "$here/tests/$script" >"$RES/$name.log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
   dmesg >"$RES/$name.test.dmesg"
