@@ -30,9 +30,14 @@ done
 load_initiator rs || fail "load ours"
 iscsid_start
 iser_discover "$IP:$PORT" || fail "discovery"
+# The replacement timeout must outlast the rig's outage in step 2 (the device deleted, the
+# module unloaded and loaded, LIO's listener re-created for every target), which the test
+# does not bound: in check-long, after 20 cycles, LIO took 60 s to re-enable its four
+# portals and two sessions passed 120 s and got EIO (2026-12-06). Paced (lib.sh).
+RTMO=$(paced 600)
 for k in $(seq 0 $((N - 1))); do
   iscsiadm -m node -T "$BASE$k" -p "$IP:$PORT" -I iser -o update \
-    -n node.session.timeo.replacement_timeout -v 120 >/dev/null || fail "node $k"
+    -n node.session.timeo.replacement_timeout -v "$RTMO" >/dev/null || fail "node $k"
 done
 
 # disk_of K: the disk of target K's session (empty if none yet).
@@ -120,11 +125,14 @@ timeout 60 rdma link delete rxe0 || fail "rdma link delete rxe0 hung or failed"
 timeout 60 rmmod rdma_rxe || fail "rmmod rdma_rxe with $N sessions logged in: $(lsmod | grep rdma_rxe)"
 log "rxe0 removed and rdma_rxe unloaded in $(( $(date +%s) - t0 )) s under $N sessions"
 sleep 2
+t1=$(date +%s)
 rdma_up rxe || fail "rdma_rxe loaded and rxe0 added again"
+t2=$(date +%s)
 # LIO's iSER listener (one, shared by the targets) is re-created once no portal uses it.
 for k in $(seq 0 $((N - 1))); do echo 0 >"$CFS/iscsi/$BASE$k/tpgt_1/np/$IP:$PORT/iser"; done
 for k in $(seq 0 $((N - 1))); do echo 1 >"$CFS/iscsi/$BASE$k/tpgt_1/np/$IP:$PORT/iser" || fail "listener of target $k"; done
-t0=$(date +%s) end=$((SECONDS + 150))
+log "rdma_rxe loaded and rxe0 added in $((t2 - t1)) s, LIO's portals re-enabled in $(( $(date +%s) - t2 )) s (replacement timeout ${RTMO} s)"
+t0=$(date +%s) end=$((SECONDS + $(paced 150)))
 while [ $SECONDS -lt $end ]; do
   up=$(grep -lx LOGGED_IN /sys/class/iscsi_session/session*/state 2>/dev/null | wc -l)
   [ "$up" = "$N" ] && break
