@@ -424,7 +424,6 @@ iser_discover() {
   iscsiadm -m discovery -t st -p "$portal" -I iser "$@" >/dev/null
 }
 
-# iser_login: discovery + login over iSER; prints the block device name (sdX).
 # paced SECONDS: a rig timeout (one that waits for the emulated machine, never for the
 # driver's own bound) scaled by the pace the suite measured for this VM (ISER_PACE, in
 # hundredths of tests/vm/durations' time; 100 when run outside the suite), rounded up.
@@ -434,6 +433,7 @@ paced() {
   echo $(( ($1 * p + 99) / 100 ))
 }
 
+# iser_login: discovery + login over iSER; prints the block device name (sdX).
 iser_login() {
   local portal=${1:-$IP:$PORT} i dev
   if [ "${TARGET:-lio}" = tgt ]; then
