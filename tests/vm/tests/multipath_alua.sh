@@ -51,7 +51,7 @@ prio() { multipathd show paths raw format '%d %p' 2>/dev/null | awk -v d="$1" '$
 MOVE_WAIT=$(paced 120)
 # moved_to NEW OLD T: waits (T s) until multipathd gives NEW the higher priority and NEW
 # completes I/O; then, after in-flight commands on OLD had time to drain (3 s), OLD must stay
-# still while NEW completes more (waiting up to 60 s for that: the verified I/O is a loop of
+# still while NEW completes more (waiting up to 60 s, paced, for that: the verified I/O is a loop of
 # fio jobs with seconds between two jobs, and a fixed window fell into such a gap).
 moved_to() {
   local new=$1 old=$2 end=$((SECONDS + $3)) n0 o0 o1
