@@ -433,6 +433,18 @@ paced() {
   echo $(( ($1 * p + 99) / 100 ))
 }
 
+# login_timeout: open-iscsi's node.conn[0].timeo.login_timeout for the rig's logins. iscsid
+# starts that timer at the RDMA CM connect and stops it at the last Login Response, so on the
+# emulated machine it is a rig wait: at 10 s, a CI machine at 1.32 times tests/vm/durations'
+# pace took longer to connect and log in to tgt (userspace), iscsid stopped the connection for
+# recovery, and the suite rightly failed a data test that injected no fault for the "session
+# recovery timed out" that followed (2026-12-06). Tests that inject no fault get 20 s, fault
+# tests (FAULTS=1) keep 10 s, which bounds each login attempt against a dead path and so
+# their recovery times; both grow with the VM's measured pace.
+login_timeout() {
+  if [ "${FAULTS:-0}" = 1 ]; then paced 10; else paced 20; fi
+}
+
 # iser_login: discovery + login over iSER; prints the block device name (sdX).
 iser_login() {
   local portal=${1:-$IP:$PORT} i dev
@@ -447,7 +459,7 @@ iser_login() {
   iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
     -n node.session.timeo.replacement_timeout -v "${REPLACEMENT_TIMEOUT:-10}" >&2 || return 1
   iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
-    -n 'node.conn[0].timeo.login_timeout' -v 10 >&2 || return 1
+    -n 'node.conn[0].timeo.login_timeout' -v "$(login_timeout)" >&2 || return 1
   if [ -n "${CMDS_MAX:-}" ]; then
     iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
       -n node.session.cmds_max -v "$CMDS_MAX" >&2 || return 1

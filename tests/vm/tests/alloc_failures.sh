@@ -45,7 +45,7 @@ echo 0 >$FP/min-order
 echo N >$FP/ignore-gfp-highmem
 iser_discover "$IP:$PORT" || fail "discovery"
 iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.initial_login_retry_max -v 1 >/dev/null
-iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n 'node.conn[0].timeo.login_timeout' -v 10 >/dev/null
+iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n 'node.conn[0].timeo.login_timeout' -v "$(login_timeout)" >/dev/null
 # Rust v0 symbols to their paths, roughly (lengths-prefixed identifiers, from ib_iser on).
 DEMANGLE='sub dm { my $s = shift; my @o; pos($s) = 0;
   while ($s =~ /\G.*?(\d+)_?/gc) { my $n = $1; my $id = substr($s, pos($s), $n);

@@ -23,7 +23,7 @@ chap() {
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.auth.chap_algs -v SHA256,MD5 &&
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.auth.username -v "$1" &&
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n node.session.auth.password -v "$2" &&
-  iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n 'node.conn[0].timeo.login_timeout' -v 10
+  iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser -o update -n 'node.conn[0].timeo.login_timeout' -v "$(login_timeout)"
 }
 chap iser-user wrong-secret-99 || fail "node update"
 if out=$(iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser --login 2>&1); then
