@@ -456,6 +456,26 @@ iser_login() {
   else
     iser_discover "$portal" >&2 || return 1
   fi
+  iser_node_settings "$portal" || return 1
+  iscsiadm -m node -T "$IQN" -p "$portal" -I iser --login >&2 || return 1
+  # Bounded in time, not in tries: one `iscsiadm -P 3` took seconds in a loaded debug VM
+  # (a 150-try loop once waited 10 minutes).
+  local end=$((SECONDS + 30))
+  while [ $SECONDS -lt $end ]; do
+    dev=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
+    [ -n "$dev" ] && [ -b "/dev/$dev" ] && { echo "$dev"; return 0; }
+    sleep 0.1
+  done
+  echo "no disk appeared after login; sessions: $(iscsiadm -m session -P 3 2>&1 | grep -E 'Current Portal|iSCSI Session State|Internal iscsid|Host Number|scsi disk' | tr -s ' \t' ' ' | tr '\n' ';'); sysfs: $(ls -d /sys/class/iscsi_session/*/device/target*/*/block/* 2>&1 | tr "\n" " "); /dev: $(ls -l /dev/sd* 2>&1 | tr "\n" " ")" >&2
+  return 1
+}
+
+# iser_node_settings PORTAL: the rig's timeouts (and CMDS_MAX) in the node record of
+# $IQN at PORTAL, for every later login through it. A discovery without -o updates every
+# record its portal returns back to iscsid.conf's defaults (open-iscsi's compat default
+# -o new -o delete -o update), so a test that discovers again re-applies them (mp_two_paths).
+iser_node_settings() {
+  local portal=$1
   iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
     -n node.session.timeo.replacement_timeout -v "${REPLACEMENT_TIMEOUT:-10}" >&2 || return 1
   iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
@@ -487,17 +507,6 @@ iser_login() {
     iscsiadm -m node -T "$IQN" -p "$portal" -I iser -o update \
       -n 'node.conn[0].timeo.noop_out_timeout' -v "$noop" >&2 || return 1
   fi
-  iscsiadm -m node -T "$IQN" -p "$portal" -I iser --login >&2 || return 1
-  # Bounded in time, not in tries: one `iscsiadm -P 3` took seconds in a loaded debug VM
-  # (a 150-try loop once waited 10 minutes).
-  local end=$((SECONDS + 30))
-  while [ $SECONDS -lt $end ]; do
-    dev=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
-    [ -n "$dev" ] && [ -b "/dev/$dev" ] && { echo "$dev"; return 0; }
-    sleep 0.1
-  done
-  echo "no disk appeared after login; sessions: $(iscsiadm -m session -P 3 2>&1 | grep -E 'Current Portal|iSCSI Session State|Internal iscsid|Host Number|scsi disk' | tr -s ' \t' ' ' | tr '\n' ';'); sysfs: $(ls -d /sys/class/iscsi_session/*/device/target*/*/block/* 2>&1 | tr "\n" " "); /dev: $(ls -l /dev/sd* 2>&1 | tr "\n" " ")" >&2
-  return 1
 }
 
 iser_logout() {
@@ -535,7 +544,10 @@ wait_recovered() {
 # Background I/O with verification during fault injection: fio_loop_start DEV runs verified
 # fio jobs (random writes of 4k-64k at queue depth 16, every block read back and checked
 # while writing and at the end) one after the other until fio_loop_stop; fio_loop_stop
-# fails if any job failed and prints how many ran.
+# fails if any job failed and prints how many ran. DEV is a disk (sdX, dm-N) or a file
+# (/path); the jobs write 4 MiB each in the 32 MiB from FIO_LOOP_BASE (MiB, 128; 0 for a
+# file of 32 MiB); FIO_LOOP_BUFFERED=1 runs every other job through the page cache with an
+# fsync at its end (a file system's writeback).
 fio_loop_start() {
   local dev=$1
   rm -f /tmp/fio_loop.stop /tmp/fio_loop.fail; echo 0 >/tmp/fio_loop.n
@@ -543,8 +555,11 @@ fio_loop_start() {
     n=0
     while [ ! -e /tmp/fio_loop.stop ]; do
       n=$((n + 1))
+      buffered=()
+      [ "${FIO_LOOP_BUFFERED:-0}" = 1 ] && [ $((n % 2)) = 0 ] && buffered=(--direct=0 --end_fsync=1)
       FIO_TAG=_$n fio_verify "$dev" loop --rw=randwrite --bsrange=4k-64k --iodepth=16 \
-        --size=4M --offset=$(( (n % 8) * 4 + 128 ))M --verify_backlog=64 >>/tmp/fio_loop.log 2>&1 \
+        --size=4M --offset=$(( (n % 8) * 4 + ${FIO_LOOP_BASE:-128} ))M --verify_backlog=64 \
+        "${buffered[@]}" >>/tmp/fio_loop.log 2>&1 \
         || { echo "$n" >/tmp/fio_loop.fail; break; }
       echo "$n" >/tmp/fio_loop.n
     done
@@ -770,7 +785,44 @@ mp_two_paths() {
     || { echo "two disks expected, path A '$da', path B '$db'" >&2; return 1; }
   [ "$(cat "/sys/block/$da/device/wwid")" = "$(cat "/sys/block/$db/device/wwid")" ] \
     || { echo "the two disks are not one LUN" >&2; return 1; }
+  # Path B's discovery reset path A's record (iser_node_settings): a later login of path A
+  # from it got open-iscsi's 5 s ping and failed under load (2026-12-06).
+  iser_node_settings "$IP:$PORT" >/dev/null 2>&1 || { echo "node settings, path A" >&2; return 1; }
   dm=$(mp_map 2 120)
+}
+
+# mp_rig_targets: the target side of the two-path rig: rxe0 on $NETDEV (path A) and $RXE_B
+# on $NETDEV_B (path B), one 256 MiB LUN behind LIO's tpgt_1 on $IP and tpgt_2 on $IP_B.
+mp_rig_targets() {
+  rdma_up rxe || { echo "rxe" >&2; return 1; }
+  path_b_up || { echo "path B ($RXE_B on $NETDEV_B)" >&2; return 1; }
+  lio_backstore 256 || { echo "LIO backstore" >&2; return 1; }
+  lio_target_up || { echo "LIO tpgt_1" >&2; return 1; }
+  lio_target2_up || { echo "LIO tpgt_2" >&2; return 1; }
+}
+
+# mp_rig_paths: the initiator side (after mp_rig_targets): ours loaded, iscsid, udevd and
+# multipathd, both paths logged in and their map (da, db, dm: see mp_two_paths).
+mp_rig_paths() {
+  load_initiator "${ISER_IMPL:-rs}" || { echo "load" >&2; return 1; }
+  iscsid_start
+  mp_start || { echo "udevd and multipathd" >&2; return 1; }
+  mp_two_paths || { echo "two paths and their multipath map" >&2; return 1; }
+}
+
+# both_carry_io SECONDS: waits until each path's disk ($da, $db) has completed more I/O than
+# when called. The verified I/O runs as a loop of fio jobs with seconds between them (fio's
+# start, the JSON check), and multipathd reloads the map when it reinstates a path: a fixed
+# window saw neither disk move (2026-12-04).
+both_carry_io() {
+  local a0 b0 end=$((SECONDS + $1))
+  a0=$(disk_ios "$da") b0=$(disk_ios "$db")
+  while [ $SECONDS -lt $end ]; do
+    [ "$(disk_ios "$da")" -gt "$a0" ] && [ "$(disk_ios "$db")" -gt "$b0" ] && return 0
+    sleep 1
+  done
+  echo "$da $a0 -> $(disk_ios "$da"), $db $b0 -> $(disk_ios "$db") in $1 s"
+  return 1
 }
 
 # disk_ios DEV: reads + writes the disk completed so far (builtins; path checks and ALUA
@@ -787,11 +839,14 @@ session_disk() {
 # --- fio --------------------------------------------------------------------------------------
 # fio_verify DEV NAME [FIO_ARGS...]: direct I/O with crc32c verification of every block
 # written (data read back must equal data written); fails on any fio or verify error and
-# prints one summary line. JSON output goes to $ISER_RESULTS/fio_NAME.json.
+# prints one summary line. DEV is a disk (sdX, dm-N) or an existing file (/path); FIO_ARGS
+# come last and override the defaults (--direct=0). JSON output goes to
+# $ISER_RESULTS/fio_NAME.json.
 fio_verify() {
-  local dev=$1 name=$2 out; shift 2
+  local dev=$1 name=$2 out f; shift 2
+  f=/dev/$dev; [ "${dev#/}" = "$dev" ] || f=$dev
   out=$ISER_RESULTS/fio_$name${FIO_TAG:-}.json
-  fio --name="$name" --filename="/dev/$dev" --allow_file_create=0 --direct=1 --ioengine=libaio --verify=crc32c \
+  fio --name="$name" --filename="$f" --allow_file_create=0 --direct=1 --ioengine=libaio --verify=crc32c \
     --do_verify=1 --verify_fatal=1 --verify_state_save=0 --output-format=json --output="$out" \
     "$@" >"$out.err" 2>&1 || { cat "$out.err"; return 1; }
   # jq, not Python: starting Python costs seconds in the debug VM, and this runs per job.

@@ -23,32 +23,11 @@ KINDS=${KINDS:-tpg rdma${ISER_LONG:+ tpg_a}}
 RESETS=${RESETS:-$([ -n "${ISER_LONG:-}" ] && echo 3 || echo 2)}
 DOWN=${DOWN_SECONDS:-8}
 BOUND=${BOUND:-60}
-rdma_up rxe || fail "rxe"
-path_b_up || fail "path B ($RXE_B on $NETDEV_B)"
-lio_backstore 256 || fail "LIO backstore"
-lio_target_up || fail "LIO tpgt_1"
-lio_target2_up || fail "LIO tpgt_2"
-load_initiator "${ISER_IMPL:-rs}" || fail "load"
-iscsid_start
-mp_start || fail "udevd and multipathd"
-mp_two_paths || fail "two paths and their multipath map"
+mp_rig_targets || fail "the two-path rig's targets"
+mp_rig_paths || fail "the two-path rig's initiator side"
 log "map $dm ($(cat /sys/block/$dm/dm/name)): path A $da, path B $db; $(mp_paths | tr '\n' ';')"
 log "recovery_tmo set by multipathd: $(cat /sys/class/iscsi_session/session*/recovery_tmo | tr '\n' ' ')"
 
-# both_carry_io SECONDS: waits until each path's disk has completed more I/O than when
-# called. The verified I/O runs as a loop of fio jobs with seconds between them (fio's start,
-# the JSON check), and multipathd reloads the map when it reinstates a path: a fixed window
-# saw neither disk move (2026-12-04).
-both_carry_io() {
-  local a0 b0 end=$((SECONDS + $1))
-  a0=$(disk_ios "$da") b0=$(disk_ios "$db")
-  while [ $SECONDS -lt $end ]; do
-    [ "$(disk_ios "$da")" -gt "$a0" ] && [ "$(disk_ios "$db")" -gt "$b0" ] && return 0
-    sleep 1
-  done
-  echo "$da $a0 -> $(disk_ios "$da"), $db $b0 -> $(disk_ios "$db") in $1 s"
-  return 1
-}
 # path_of KIND: the disk that KIND fails.
 path_of() { [ "$1" = tpg_a ] && echo "$da" || echo "$db"; }
 

@@ -15,11 +15,7 @@
 . "$(dirname "$0")/../lib.sh"
 SWITCHES=${SWITCHES:-$([ -n "${ISER_LONG:-}" ] && echo 12 || echo 2)}
 export MP_PRIO=alua MP_POLICY=group_by_prio
-rdma_up rxe || fail "rxe"
-path_b_up || fail "path B ($RXE_B on $NETDEV_B)"
-lio_backstore 256 || fail "LIO backstore"
-lio_target_up || fail "LIO tpgt_1"
-lio_target2_up || fail "LIO tpgt_2"
+mp_rig_targets || fail "the two-path rig's targets"
 # The ALUA target port groups: implicit ALUA (the target changes states; the initiator
 # learns them from REPORT TARGET PORT GROUPS after a unit attention).
 alua=$CFS/core/iblock_0/nullb0/alua
@@ -32,10 +28,7 @@ echo 1 >"$alua/pg_a/alua_access_type" && echo 1 >"$alua/pg_b/alua_access_type" |
 echo pg_a >"$CFS/iscsi/$IQN/tpgt_1/lun/lun_0/alua_tg_pt_gp" || fail "LUN of tpgt_1 into pg_a"
 echo pg_b >"$CFS/iscsi/$IQN/tpgt_2/lun/lun_0/alua_tg_pt_gp" || fail "LUN of tpgt_2 into pg_b"
 state pg_a 0; state pg_b 1
-load_initiator "${ISER_IMPL:-rs}" || fail "load"
-iscsid_start
-mp_start || fail "udevd and multipathd"
-mp_two_paths || fail "two paths and their multipath map"
+mp_rig_paths || fail "the two-path rig's initiator side"
 for d in "$da" "$db"; do
   h=$(cat "/sys/block/$d/device/dh_state" 2>/dev/null)
   [ "$h" = alua ] || fail "$d: device handler '$h', expected alua (scsi_dh_alua)"
