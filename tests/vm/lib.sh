@@ -825,6 +825,9 @@ both_carry_io() {
   return 1
 }
 
+# disk_inflight DEV: the disk's reads + writes in flight (sent, not yet completed).
+disk_inflight() { local r w; read -r r w <"/sys/block/$1/inflight"; echo $((r + w)); }
+
 # disk_ios DEV: reads + writes the disk completed so far (builtins; path checks and ALUA
 # queries are pass-through commands, not counted).
 disk_ios() { local r x w; read -r r x x x w x <"/sys/block/$1/stat"; echo $((r + w)); }

@@ -43,7 +43,7 @@ prio() { multipathd show paths raw format '%d %p' 2>/dev/null | awk -v d="$1" '$
 # the 45-minute session test in the same VM); so 120 s, paced (lib.sh).
 MOVE_WAIT=$(paced 120)
 # moved_to NEW OLD T: waits (T s) until multipathd gives NEW the higher priority and NEW
-# completes I/O; then, after in-flight commands on OLD had time to drain (3 s), OLD must stay
+# completes I/O; then, once OLD has no command in flight (those sent before the switch), OLD must stay
 # still while NEW completes more (waiting up to 60 s, paced, for that: the verified I/O is a loop of
 # fio jobs with seconds between two jobs, and a fixed window fell into such a gap).
 moved_to() {
@@ -57,7 +57,11 @@ moved_to() {
   n0=$(disk_ios "$new")
   while [ $SECONDS -lt $end ] && [ "$(disk_ios "$new")" -le "$n0" ]; do sleep 1; done
   [ "$(disk_ios "$new")" -gt "$n0" ] || { echo "$new completed no I/O in $3 s"; return 1; }
-  sleep 3
+  # Commands sent to OLD before the switch still complete there: wait until OLD has none in
+  # flight (bounded, paced). A fixed 3 s was too short in a make check at 1.33 times the pace
+  # (2026-12-07: 2 more completions on OLD after it, no refusal among them).
+  local drain; drain=$((SECONDS + $(paced 30)))
+  while [ $SECONDS -lt $drain ] && [ "$(disk_inflight "$old")" != 0 ]; do sleep 0.5; done
   # The old path may complete a command only by refusing it (the standby port's NOT READY,
   # after which dm-multipath retries it on the new path): multipathd's TUR checker finds a
   # standby port ready and reinstates it, and dm-multipath may try it once more before the
