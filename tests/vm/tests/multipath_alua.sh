@@ -58,7 +58,7 @@ moved_to() {
   while [ $SECONDS -lt $end ] && [ "$(disk_ios "$new")" -le "$n0" ]; do sleep 1; done
   [ "$(disk_ios "$new")" -gt "$n0" ] || { echo "$new completed no I/O in $3 s"; return 1; }
   # Commands sent to OLD before the switch still complete there: wait until OLD has none in
-  # flight (bounded, paced). A fixed 3 s was too short in a make check at 1.33 times the pace
+  # flight (bounded, paced). A fixed 3 s was too short in a make check at 1.43 times the pace
   # (2026-12-07: 2 more completions on OLD after it, no refusal among them).
   local drain; drain=$((SECONDS + $(paced 30)))
   while [ $SECONDS -lt $drain ] && [ "$(disk_inflight "$old")" != 0 ]; do sleep 0.5; done
