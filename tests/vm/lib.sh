@@ -458,14 +458,7 @@ iser_login() {
   fi
   iser_node_settings "$portal" || return 1
   iscsiadm -m node -T "$IQN" -p "$portal" -I iser --login >&2 || return 1
-  # Bounded in time, not in tries: one `iscsiadm -P 3` took seconds in a loaded debug VM
-  # (a 150-try loop once waited 10 minutes).
-  local end=$((SECONDS + 30))
-  while [ $SECONDS -lt $end ]; do
-    dev=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
-    [ -n "$dev" ] && [ -b "/dev/$dev" ] && { echo "$dev"; return 0; }
-    sleep 0.1
-  done
+  wait_first_disk dev && { echo "$dev"; return 0; }
   echo "no disk appeared after login; sessions: $(iscsiadm -m session -P 3 2>&1 | grep -E 'Current Portal|iSCSI Session State|Internal iscsid|Host Number|scsi disk' | tr -s ' \t' ' ' | tr '\n' ';'); sysfs: $(ls -d /sys/class/iscsi_session/*/device/target*/*/block/* 2>&1 | tr "\n" " "); /dev: $(ls -l /dev/sd* 2>&1 | tr "\n" " ")" >&2
   return 1
 }
@@ -519,23 +512,30 @@ iser_logout() {
 
 # session_logged_in: the session and its connection are logged in.
 # From sysfs, so that it works while iscsid is down.
+# Exactly one session, LOGGED_IN, with one connection, up (builtins only: it is polled).
 session_logged_in() {
-  local s c
-  s=$(cat /sys/class/iscsi_session/session*/state 2>/dev/null)
-  c=$(cat /sys/class/iscsi_connection/connection*/state 2>/dev/null)
-  [ "$s" = LOGGED_IN ] && [ "$c" = up ]
+  local f v n=0
+  for f in /sys/class/iscsi_session/session*/state; do
+    read -r v 2>/dev/null <"$f" && [ "$v" = LOGGED_IN ] || return 1; n=$((n + 1))
+  done
+  [ $n = 1 ] || return 1
+  n=0
+  for f in /sys/class/iscsi_connection/connection*/state; do
+    read -r v 2>/dev/null <"$f" && [ "$v" = up ] || return 1; n=$((n + 1))
+  done
+  [ $n = 1 ]
 }
 
 # wait_recovered DEV TIMEOUT_S: waits until the session is logged in again and a direct read
 # of DEV completes; prints the seconds it took.
 wait_recovered() {
   local dev=$1 tmo=${2:-120} t0 now
-  t0=$(date +%s.%N)
+  t0=$EPOCHREALTIME
   while :; do
     if session_logged_in && dd if="/dev/$dev" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null; then
-      now=$(date +%s.%N); awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.1f\n", b - a }'; return 0
+      now=$EPOCHREALTIME; awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.1f\n", b - a }'; return 0
     fi
-    now=$(date +%s)
+    now=${EPOCHREALTIME%.*}
     [ $(( now - ${t0%.*} )) -ge "$tmo" ] && { echo "not recovered after $tmo s" >&2; return 1; }
     sleep 0.2
   done
@@ -743,14 +743,21 @@ mp_stop() {
   return $rc
 }
 
-# mp_map: the multipath map's dm device (dm-N), once it has N (default 2) active paths,
-# waiting up to T (120) s.
+# The waits below ask multipathd once a second (its path checks run once a second): one
+# exec per try, the rest builtins. Each is bounded at twice T at the VM's pace (paced): T
+# used to count half-second tries, each of which took 1-2 s with its three execs.
+
+# mp_map [N [T]]: the multipath map's dm device (dm-N), once it has N (default 2) active
+# paths, waiting (T, 120 s: see above).
 mp_map() {
-  local want=${1:-2} tmo=${2:-120} i m
-  for i in $(seq $((tmo * 2))); do
-    m=$(multipathd show maps raw format "%d %N" 2>/dev/null | awk -v n="$want" '$2 == n { print $1; exit }')
-    [ -n "$m" ] && { echo "$m"; return 0; }
-    sleep 0.5
+  local want=${1:-2} tmo=${2:-120} end d k
+  end=$((SECONDS + $(paced $((tmo * 2)))))
+  while :; do
+    while read -r d k; do
+      [ "$k" = "$want" ] && { echo "$d"; return 0; }
+    done < <(multipathd show maps raw format "%d %N" 2>/dev/null)
+    [ $SECONDS -lt $end ] || break
+    sleep 1
   done
   echo "no multipath map with $want active paths after $tmo s: $(multipathd show maps raw format '%n %d %N' 2>&1; multipathd show paths raw format '%d %t %T' 2>&1)" >&2
   return 1
@@ -759,26 +766,34 @@ mp_map() {
 # mp_paths: "sdX dm_state checker_state" per path.
 mp_paths() { multipathd show paths raw format "%d %t %T" 2>/dev/null; }
 
-# mp_wait_paths STATE_RE N T: waits up to T s until N paths match "dev STATE_RE".
+# mp_wait_paths STATE_RE N [T]: waits (T, 120 s: see mp_map) until N paths match "dev
+# STATE_RE" (an extended regular expression over "dm_state checker_state").
 mp_wait_paths() {
-  local re=$1 n=$2 tmo=${3:-120} i
-  for i in $(seq $((tmo * 2))); do
-    [ "$(mp_paths | grep -cE "^[^ ]+ $re\$")" -ge "$n" ] && return 0
-    sleep 0.5
+  local re="^[^ ]+ (${1})\$" n=$2 tmo=${3:-120} end l k
+  end=$((SECONDS + $(paced $((tmo * 2)))))
+  while :; do
+    k=0
+    while read -r l; do [[ $l =~ $re ]] && k=$((k + 1)); done < <(mp_paths)
+    [ "$k" -ge "$n" ] && return 0
+    [ $SECONDS -lt $end ] || break
+    sleep 1
   done
-  echo "not $n paths '$re' after $tmo s: $(mp_paths | tr '\n' ';')" >&2; return 1
+  echo "not $n paths '$1' after $tmo s: $(mp_paths | tr '\n' ';')" >&2; return 1
 }
 
 # mp_two_paths: logs in through path A ($IP) and path B ($IP_B) (after mp_start), waits for
 # both disks (da, db: sdX) and the multipath map over them (dm: dm-N); the disks must be one
 # LUN.
 mp_two_paths() {
-  local i
+  local end
   iser_login "$IP:$PORT" >/dev/null || { echo "login, path A" >&2; return 1; }
   iser_login "$IP_B:$PORT" >/dev/null || { echo "login, path B" >&2; return 1; }
-  for i in $(seq 150); do
-    da=$(session_disk "$IP:$PORT") db=$(session_disk "$IP_B:$PORT")
-    [ -n "$da" ] && [ -n "$db" ] && break; sleep 0.2
+  end=$((SECONDS + $(paced 60)))
+  while :; do
+    first_disk da "$IP:$PORT" && first_disk db "$IP_B:$PORT"
+    [ -n "$da" ] && [ -n "$db" ] && break
+    [ $SECONDS -lt $end ] || break
+    sleep 0.2
   done
   udevadm settle --timeout=60
   [ -n "$da" ] && [ -n "$db" ] && [ "$da" != "$db" ] \
@@ -832,12 +847,57 @@ disk_inflight() { local r w; read -r r w <"/sys/block/$1/inflight"; echo $((r + 
 # queries are pass-through commands, not counted).
 disk_ios() { local r x w; read -r r x x x w x <"/sys/block/$1/stat"; echo $((r + w)); }
 
-# session_disk PORTAL: the SCSI disk (sdX) of the session logged in through PORTAL (ip:port).
-session_disk() {
-  iscsiadm -m session -P 3 2>/dev/null | awk -v p="$1" '
-    /Current Portal:/ { cur = ($3 ~ "^" p) }
-    cur && /Attached scsi disk/ { print $4; exit }'
+# first_disk VAR [PORTAL [TARGET]]: sets VAR to the SCSI disk (sdX) with the lowest LUN of
+# the session logged in through PORTAL (IPv4 ip:port; any portal if empty) to TARGET (an
+# iSCSI name; any target if empty), or to "" if there is none yet. From sysfs, with builtins only and no subshell: it runs in polling
+# loops, where `iscsiadm -m session -P 3 | sed | head` cost three execs (some 2 s of the
+# debug VM's CPU, taken from the login it waits for) per try.
+first_disk() {
+  local -n _fd_out=$1
+  local _fd_p=${2:-} _fd_t=${3:-} _fd_s _fd_c _fd_b _fd_v _fd_l _fd_best=-1 _fd_a _fd_port
+  _fd_out=
+  if [ -n "$_fd_p" ]; then
+    _fd_a=${_fd_p%:*} _fd_port=${_fd_p##*:}
+    [[ $_fd_a == *:* ]] && { echo "first_disk: IPv6 portal $_fd_p not supported" >&2; return 1; }
+  fi
+  for _fd_s in /sys/class/iscsi_session/session*; do
+    [ -d "$_fd_s" ] || continue
+    if [ -n "$_fd_t" ]; then
+      read -r _fd_v 2>/dev/null <"$_fd_s/targetname" && [ "$_fd_v" = "$_fd_t" ] || continue
+    fi
+    if [ -n "$_fd_p" ]; then
+      # The connection's current address (the class prints it; empty while it is down).
+      _fd_c=
+      for _fd_c in /sys/class/iscsi_connection/connection"${_fd_s##*/session}":*; do break; done
+      read -r _fd_v 2>/dev/null <"$_fd_c/address" && [ "$_fd_v" = "$_fd_a" ] || continue
+      read -r _fd_v 2>/dev/null <"$_fd_c/port" && [ "$_fd_v" = "$_fd_port" ] || continue
+    fi
+    for _fd_b in "$_fd_s"/device/target*/*/block/*; do
+      [ -e "$_fd_b" ] || continue
+      _fd_l=${_fd_b%/block/*}; _fd_l=${_fd_l##*:}
+      if [ "$_fd_best" -lt 0 ] || [ "$_fd_l" -lt "$_fd_best" ]; then _fd_best=$_fd_l _fd_out=${_fd_b##*/}; fi
+    done
+  done
+  return 0
 }
+
+# wait_first_disk VAR [SECONDS]: waits up to SECONDS (60, paced) until a session has a disk
+# (first_disk, any session) and its /dev node; sets VAR to it, or to "" and returns non-zero.
+# Bounded in time, not in tries: when each try ran `iscsiadm -P 3`, a 150-try loop once
+# waited 10 minutes in a loaded debug VM.
+wait_first_disk() {
+  local -n _wd_out=$1
+  local _wd_end=$((SECONDS + $(paced "${2:-60}")))
+  while :; do
+    first_disk _wd_out && [ -n "$_wd_out" ] && [ -b "/dev/$_wd_out" ] && return 0
+    [ $SECONDS -lt $_wd_end ] || { _wd_out=; return 1; }
+    sleep 0.2
+  done
+}
+
+# session_disk PORTAL: prints the SCSI disk (sdX) of the session logged in through PORTAL
+# (IPv4 ip:port), nothing if there is none (first_disk).
+session_disk() { local d; first_disk d "$1" || return 1; [ -z "$d" ] || echo "$d"; }
 
 # --- fio --------------------------------------------------------------------------------------
 # fio_verify DEV NAME [FIO_ARGS...]: direct I/O with crc32c verification of every block

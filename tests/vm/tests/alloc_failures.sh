@@ -85,10 +85,7 @@ for step in $steps; do
   [ $rc = 124 ] && fail "step $step: login hung with an allocation failure"
   if [ -n "$(ls /sys/class/iscsi_session/)" ]; then
     dev=
-    for _ in $(seq 150); do
-      dev=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
-      [ -n "$dev" ] && [ -b "/dev/$dev" ] && break; sleep 0.1
-    done
+    wait_first_disk dev
     [ -b "/dev/$dev" ] || fail "step $step: a session without its disk (login rc $rc)"
     fio_verify "$dev" "alloc$nsteps" --rw=randwrite --bs=8k --iodepth=4 --size=256k --offset=$((nsteps * 256))k >/dev/null \
       || fail "step $step: verified I/O on the session that survived the allocation failure"

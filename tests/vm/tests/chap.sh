@@ -34,10 +34,7 @@ echo "$out" | grep -qi "auth" || fail "wrong secret did not fail as an authentic
 [ -z "$(ls /sys/class/iscsi_session 2>/dev/null)" ] || fail "session left after failed login"
 chap iser-user iser-secret-12 || fail "node update"
 iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser --login >/dev/null || fail "login with the right secret"
-for i in $(seq 150); do
-  dev=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
-  [ -n "$dev" ] && [ -b "/dev/$dev" ] && break; sleep 0.1
-done
+wait_first_disk dev
 [ -b "/dev/$dev" ] || fail "no disk after CHAP login"
 fio_verify "$dev" chap --rw=randwrite --bs=64k --iodepth=8 --size=4M || fail "I/O after CHAP login"
 iser_logout || fail "logout"

@@ -13,10 +13,7 @@ start=$(date +%s)
 for i in $(seq "$CYCLES"); do
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser --login >/dev/null || fail "login #$i"
   dev=
-  for _ in $(seq 150); do
-    dev=$(iscsiadm -m session -P 3 2>/dev/null | sed -n 's/.*Attached scsi disk \(sd[a-z]*\).*/\1/p' | head -n1)
-    [ -n "$dev" ] && [ -b "/dev/$dev" ] && break; sleep 0.1
-  done
+  wait_first_disk dev
   [ -b "/dev/$dev" ] || fail "no disk after login #$i"
   dd if=/dev/$dev of=/dev/null bs=64k count=4 iflag=direct 2>/dev/null || fail "read #$i"
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" --logout >/dev/null || fail "logout #$i"

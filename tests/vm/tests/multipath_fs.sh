@@ -31,7 +31,10 @@ ref=$(md5sum <"$MNT/ref")
 fallocate -l 32M "$MNT/fio" || fail "fio's file"
 
 # map_paths: the number of active paths in the map.
-map_paths() { multipathd show maps raw format "%d %N" 2>/dev/null | awk -v m="$dm" '$1 == m { print $2 }'; }
+map_paths() {
+  local d k
+  while read -r d k; do [ "$d" = "$dm" ] && { echo "$k"; return 0; }; done < <(multipathd show maps raw format "%d %N" 2>/dev/null)
+}
 
 # The verified I/O on a file in it: odd jobs direct, even ones through the page cache with an
 # fsync at the end (the file system's writeback and flushes through the map).
@@ -44,7 +47,7 @@ for i in $(seq "$CYCLES"); do
   [ -z "$(session_disk "$portal")" ] || fail "cycle $i: path $name's session still has a disk after its logout"
   [ "$(ls /sys/class/iscsi_session/ | wc -l)" = 1 ] || fail "cycle $i: sessions after path $name's logout: $(ls /sys/class/iscsi_session/)"
   end=$((SECONDS + $(paced 60)))
-  while [ $SECONDS -lt $end ] && [ "$(map_paths)" != 1 ]; do sleep 0.5; done
+  while [ $SECONDS -lt $end ] && [ "$(map_paths)" != 1 ]; do sleep 1; done
   [ "$(map_paths)" = 1 ] || fail "cycle $i: the map has $(map_paths) active paths after path $name's logout ($(mp_paths | tr '\n' ';'))"
   # Data written and synced through the one path left.
   cp "$MNT/ref" "$MNT/copy_$i" && sync "$MNT/copy_$i" || fail "cycle $i: a copy through path $other alone"
@@ -52,7 +55,7 @@ for i in $(seq "$CYCLES"); do
   new=
   end=$((SECONDS + $(paced 60)))
   while [ $SECONDS -lt $end ]; do
-    new=$(session_disk "$portal"); [ -n "$new" ] && [ -b "/dev/$new" ] && break; sleep 0.5
+    first_disk new "$portal"; [ -n "$new" ] && [ -b "/dev/$new" ] && break; sleep 0.5
   done
   [ -n "$new" ] || fail "cycle $i: no disk after path $name's login"
   if [ "$name" = B ]; then db=$new; else da=$new; fi

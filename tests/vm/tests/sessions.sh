@@ -41,11 +41,7 @@ for k in $(seq 0 $((N - 1))); do
 done
 
 # disk_of K: the disk of target K's session (empty if none yet).
-disk_of() {
-  iscsiadm -m session -P 3 2>/dev/null | awk -v t="$BASE$1" '
-    /Target:/ { cur = ($2 == t) }
-    cur && /Attached scsi disk/ { print $4; exit }'
-}
+disk_of() { local d; first_disk d "" "$BASE$1"; [ -z "$d" ] || echo "$d"; }
 # wait_disk K: waits (60 s) for target K's disk and prints it.
 wait_disk() {
   local d end=$((SECONDS + 60))
