@@ -510,9 +510,8 @@ iser_logout() {
   return 0
 }
 
-# session_logged_in: the session and its connection are logged in.
-# From sysfs, so that it works while iscsid is down.
-# Exactly one session, LOGGED_IN, with one connection, up (builtins only: it is polled).
+# session_logged_in: there is exactly one session, LOGGED_IN, with one connection, up.
+# From sysfs, so that it works while iscsid is down, and with builtins only: it is polled.
 session_logged_in() {
   local f v n=0
   for f in /sys/class/iscsi_session/session*/state; do
@@ -849,9 +848,10 @@ disk_ios() { local r x w; read -r r x x x w x <"/sys/block/$1/stat"; echo $((r +
 
 # first_disk VAR [PORTAL [TARGET]]: sets VAR to the SCSI disk (sdX) with the lowest LUN of
 # the session logged in through PORTAL (IPv4 ip:port; any portal if empty) to TARGET (an
-# iSCSI name; any target if empty), or to "" if there is none yet. From sysfs, with builtins only and no subshell: it runs in polling
-# loops, where `iscsiadm -m session -P 3 | sed | head` cost three execs (some 2 s of the
-# debug VM's CPU, taken from the login it waits for) per try.
+# iSCSI name; any target if empty), or to "" if there is none yet. From sysfs, with
+# builtins only and no subshell: it runs in polling loops, where `iscsiadm -m session -P 3
+# | sed | head` cost three execs (some 2 s of the debug VM's CPU, taken from the login it
+# waits for) per try.
 first_disk() {
   local -n _fd_out=$1
   local _fd_p=${2:-} _fd_t=${3:-} _fd_s _fd_c _fd_b _fd_v _fd_l _fd_best=-1 _fd_a _fd_port
