@@ -784,16 +784,9 @@ mp_wait_paths() {
 # both disks (da, db: sdX) and the multipath map over them (dm: dm-N); the disks must be one
 # LUN.
 mp_two_paths() {
-  local end
   iser_login "$IP:$PORT" >/dev/null || { echo "login, path A" >&2; return 1; }
   iser_login "$IP_B:$PORT" >/dev/null || { echo "login, path B" >&2; return 1; }
-  end=$((SECONDS + $(paced 60)))
-  while :; do
-    first_disk da "$IP:$PORT" && first_disk db "$IP_B:$PORT"
-    [ -n "$da" ] && [ -n "$db" ] && break
-    [ $SECONDS -lt $end ] || break
-    sleep 0.2
-  done
+  wait_first_disk da 60 "$IP:$PORT"; wait_first_disk db 60 "$IP_B:$PORT"
   udevadm settle --timeout=60
   [ -n "$da" ] && [ -n "$db" ] && [ "$da" != "$db" ] \
     || { echo "two disks expected, path A '$da', path B '$db'" >&2; return 1; }
@@ -881,15 +874,16 @@ first_disk() {
   return 0
 }
 
-# wait_first_disk VAR [SECONDS]: waits up to SECONDS (60, paced) until a session has a disk
-# (first_disk, any session) and its /dev node; sets VAR to it, or to "" and returns non-zero.
-# Bounded in time, not in tries: when each try ran `iscsiadm -P 3`, a 150-try loop once
-# waited 10 minutes in a loaded debug VM.
+# wait_first_disk VAR [SECONDS [PORTAL [TARGET]]]: waits up to SECONDS (60, paced) until
+# first_disk VAR PORTAL TARGET finds a disk (of any session if neither is given) with its
+# /dev node; sets VAR to it, or to "" and returns non-zero. Bounded in time, not in tries:
+# when each try ran `iscsiadm -P 3`, a 150-try loop once waited 10 minutes in a loaded
+# debug VM.
 wait_first_disk() {
   local -n _wd_out=$1
   local _wd_end=$((SECONDS + $(paced "${2:-60}")))
   while :; do
-    first_disk _wd_out && [ -n "$_wd_out" ] && [ -b "/dev/$_wd_out" ] && return 0
+    first_disk _wd_out "${3:-}" "${4:-}" && [ -n "$_wd_out" ] && [ -b "/dev/$_wd_out" ] && return 0
     [ $SECONDS -lt $_wd_end ] || { _wd_out=; return 1; }
     sleep 0.2
   done

@@ -52,12 +52,7 @@ for i in $(seq "$CYCLES"); do
   # Data written and synced through the one path left.
   cp "$MNT/ref" "$MNT/copy_$i" && sync "$MNT/copy_$i" || fail "cycle $i: a copy through path $other alone"
   iscsiadm -m node -T "$IQN" -p "$portal" -I iser --login >/dev/null || fail "cycle $i: login of path $name"
-  new=
-  end=$((SECONDS + $(paced 60)))
-  while [ $SECONDS -lt $end ]; do
-    first_disk new "$portal"; [ -n "$new" ] && [ -b "/dev/$new" ] && break; sleep 0.5
-  done
-  [ -n "$new" ] || fail "cycle $i: no disk after path $name's login"
+  wait_first_disk new 60 "$portal" || fail "cycle $i: no disk after path $name's login"
   if [ "$name" = B ]; then db=$new; else da=$new; fi
   t0=$SECONDS
   mp_map 2 "$(paced 120)" >/dev/null || fail "cycle $i: path $name ($new) not back in the map"

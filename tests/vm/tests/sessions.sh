@@ -42,15 +42,8 @@ done
 
 # disk_of K: the disk of target K's session (empty if none yet).
 disk_of() { local d; first_disk d "" "$BASE$1"; [ -z "$d" ] || echo "$d"; }
-# wait_disk K: waits (60 s) for target K's disk and prints it.
-wait_disk() {
-  local d end=$((SECONDS + 60))
-  while [ $SECONDS -lt $end ]; do
-    d=$(disk_of "$1"); [ -n "$d" ] && [ -b "/dev/$d" ] && { echo "$d"; return 0; }
-    sleep 0.5
-  done
-  return 1
-}
+# wait_disk K: waits (60 s, paced) for target K's disk and prints it.
+wait_disk() { local d; wait_first_disk d 60 "" "$BASE$1" && echo "$d"; }
 login() { iscsiadm -m node -T "$BASE$1" -p "$IP:$PORT" -I iser --login >/dev/null; }
 logout() { iscsiadm -m node -T "$BASE$1" -p "$IP:$PORT" --logout >/dev/null; }
 # tag K DEV: writes block 0 of DEV naming target K; check K DEV: reads it back.
