@@ -84,9 +84,7 @@ for step in $steps; do
   injected_total=$((injected_total + inj))
   [ $rc = 124 ] && fail "step $step: login hung with an allocation failure"
   if [ -n "$(ls /sys/class/iscsi_session/)" ]; then
-    dev=
-    wait_first_disk dev
-    [ -b "/dev/$dev" ] || fail "step $step: a session without its disk (login rc $rc)"
+    wait_first_disk dev || fail "step $step: a session without its disk (login rc $rc)"
     fio_verify "$dev" "alloc$nsteps" --rw=randwrite --bs=8k --iodepth=4 --size=256k --offset=$((nsteps * 256))k >/dev/null \
       || fail "step $step: verified I/O on the session that survived the allocation failure"
     marked timeout 120 iscsiadm -m node -T "$IQN" -p "$IP:$PORT" --logout >/dev/null 2>&1 || fail "step $step: logout"

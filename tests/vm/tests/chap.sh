@@ -34,8 +34,7 @@ echo "$out" | grep -qi "auth" || fail "wrong secret did not fail as an authentic
 [ -z "$(ls /sys/class/iscsi_session 2>/dev/null)" ] || fail "session left after failed login"
 chap iser-user iser-secret-12 || fail "node update"
 iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser --login >/dev/null || fail "login with the right secret"
-wait_first_disk dev
-[ -b "/dev/$dev" ] || fail "no disk after CHAP login"
+wait_first_disk dev || fail "no disk after CHAP login"
 fio_verify "$dev" chap --rw=randwrite --bs=64k --iodepth=8 --size=4M || fail "I/O after CHAP login"
 iser_logout || fail "logout"
 rm -f "$acl/lun_0/lun0"; rmdir "$acl/lun_0" "$acl"

@@ -12,9 +12,7 @@ iser_discover "$IP:$PORT" || fail "discovery"
 start=$(date +%s)
 for i in $(seq "$CYCLES"); do
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" -I iser --login >/dev/null || fail "login #$i"
-  dev=
-  wait_first_disk dev
-  [ -b "/dev/$dev" ] || fail "no disk after login #$i"
+  wait_first_disk dev || fail "no disk after login #$i"
   dd if=/dev/$dev of=/dev/null bs=64k count=4 iflag=direct 2>/dev/null || fail "read #$i"
   iscsiadm -m node -T "$IQN" -p "$IP:$PORT" --logout >/dev/null || fail "logout #$i"
 done
